@@ -1,0 +1,30 @@
+"""bareprop: neural networks whose backpropagation is written out by hand, one readable layer at a time.
+
+The public API is exactly the names below; everything else is private.
+"""
+
+from .data import DataError, IDXError, load_mnist, read_idx
+from .init import xavier_uniform
+from .layers import Linear, ReLU
+from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+from .net import NeuralNet, one_hot
+from .train import History, train
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DataError",
+    "History",
+    "IDXError",
+    "Linear",
+    "NeuralNet",
+    "ReLU",
+    "SoftmaxCrossEntropy",
+    "load_mnist",
+    "log_softmax",
+    "one_hot",
+    "read_idx",
+    "softmax",
+    "train",
+    "xavier_uniform",
+]

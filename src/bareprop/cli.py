@@ -1,0 +1,133 @@
+"""The command line: argparse -> a config dataclass -> the library. No logic of its own."""
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but errors are one line (no usage dump) and exit with code 2."""
+
+    def error(self, message):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+    parse.__name__ = f"positive {kind.__name__}"
+    return parse
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.001
+    hidden: int = 32
+    seed: int = 0
+    output: str | None = None
+    plot: bool = True
+
+
+def build_parser():
+    parser = _Parser(
+        prog="bareprop",
+        description="Neural networks with backpropagation written out by hand, one readable layer at a time.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+    d = TrainConfig()
+    train = commands.add_parser(
+        "train",
+        help="train the post's MLP (784 -> hidden -> ReLU -> 10) on MNIST",
+        description="Train the post's MLP on MNIST with minibatch SGD, print one line per epoch "
+        "(train accuracy and loss, test accuracy, time), and save the history and the chart.",
+    )
+    train.add_argument("--epochs", type=_positive(int), default=d.epochs, help=f"passes over the training set (default {d.epochs})")
+    train.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help=f"examples per SGD step (default {d.batch_size})")
+    train.add_argument("--lr", type=_positive(float), default=d.lr,
+                       help=f"learning rate; the gradient is summed over the batch, as in the post (default {d.lr})")
+    train.add_argument("--hidden", type=_positive(int), default=d.hidden, help=f"width of the hidden layer (default {d.hidden})")
+    train.add_argument("--seed", type=int, default=d.seed, help=f"seed of the one generator for weights and shuffling (default {d.seed})")
+    train.add_argument("--output", metavar="DIR", default=None,
+                       help="folder for history.json and the chart (default: runs/<date>-<time>)")
+    train.add_argument("--no-plot", dest="plot", action="store_false", help="skip the chart (history.json is still written)")
+    return parser
+
+
+def _prepare_output(path):
+    """Create the output folder and make sure it can be written, before any training."""
+    out = Path(path) if path else Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".bareprop-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to output folder {out}: {e.strerror or e}") from None
+    return out
+
+
+def epoch_line(history):
+    """The post's line, plus test accuracy and the epoch's time."""
+    i = len(history.epoch) - 1
+    line = f"epoch: {history.epoch[i]} | correct: {history.train_acc[i]:.2f}, loss: {history.train_loss[i]:.2f}"
+    if history.test_acc:
+        line += f" | test: {history.test_acc[i]:.2f}"
+    return line + f" | {history.seconds[i]:.1f} s"
+
+
+def run_train(config):
+    import numpy as np
+
+    from .data import load_mnist
+    from .files import atomic_write
+    from .net import NeuralNet
+    from .train import train
+
+    out = _prepare_output(config.output)
+    X, y = load_mnist("train")
+    X_test, y_test = load_mnist("test")
+    rng = np.random.default_rng(config.seed)
+    net = NeuralNet((X.shape[1], config.hidden, 10), lr=config.lr, rng=rng)
+    history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
+                    X_test=X_test, y_test=y_test, on_epoch=lambda h: print(epoch_line(h), flush=True))
+    record = {"config": asdict(config), "history": history.to_dict()}
+    atomic_write(out / "history.json", json.dumps(record, indent=2).encode())
+    if config.plot:
+        from .plot import history_chart, save_chart
+
+        save_chart(history_chart(history), out / "chart.html", out / "chart.png")
+    print(f"test accuracy {history.test_acc[-1]:.4f}; results in {out.resolve()}")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "command"})
+            run_train(config)
+    except UsageError as e:
+        print(f"bareprop: error: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bareprop: interrupted", file=sys.stderr)
+        return 130
+    return 0

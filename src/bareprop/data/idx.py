@@ -1,0 +1,82 @@
+"""The IDX file format (MNIST's): pure parsing of bytes, no files, no network.
+
+Layout (big-endian): two zero bytes, one byte for the element type, one byte for
+the number of dimensions D, then D unsigned 32-bit sizes, then the data in C order.
+"""
+
+import gzip
+import zlib
+
+import numpy as np
+
+# element type byte -> NumPy dtype (big-endian, as the format stores them)
+IDX_TYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class IDXError(ValueError):
+    """The bytes are not a valid IDX file (or a valid gzip of one)."""
+
+
+def decompress(data, name="<bytes>"):
+    """Gunzip `data` if it starts with the gzip magic, else return it unchanged."""
+    if bytes(data[:2]) != GZIP_MAGIC:
+        return data
+    try:
+        return gzip.decompress(data)
+    except EOFError:
+        raise IDXError(f"{name}: truncated gzip stream (the file ends before the compressed data does)") from None
+    except (OSError, zlib.error) as e:
+        raise IDXError(f"{name}: corrupt gzip stream ({e})") from None
+
+
+def parse_idx(data, name="<bytes>"):
+    """Parse IDX bytes (raw or gzip) into a native-endian array.
+
+    Every header field is checked against the length of the data before anything
+    is allocated; any problem raises IDXError naming `name`.
+    """
+    data = decompress(data, name)
+    if len(data) < 4:
+        raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header")
+    if data[0] != 0 or data[1] != 0:
+        raise IDXError(f"{name}: wrong IDX magic {data[:4].hex()} (the first two bytes must be zero)")
+    if data[2] not in IDX_TYPES:
+        raise IDXError(f"{name}: unknown IDX element type 0x{data[2]:02x}")
+    dtype, ndim = IDX_TYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise IDXError(f"{name}: header declares {ndim} dimensions but the file has only {len(data)} bytes")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if len(data) != expected:
+        raise IDXError(
+            f"{name}: dimensions {shape} of {dtype.itemsize}-byte elements need {expected} bytes, "
+            f"the file has {len(data)}"
+        )
+    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return array.astype(dtype.newbyteorder("="), copy=False)  # a read-only view when no swap is needed
+
+
+def read_idx(path):
+    """Read an IDX file (raw or gzip) from disk."""
+    with open(path, "rb") as f:
+        return parse_idx(f.read(), name=str(path))
+
+
+def encode_idx(array):
+    """The IDX bytes of `array` (the inverse of parse_idx, uncompressed)."""
+    array = np.asarray(array)
+    codes = {dt.newbyteorder("="): code for code, dt in IDX_TYPES.items()}
+    code = codes.get(array.dtype.newbyteorder("="))
+    if code is None:
+        raise IDXError(f"IDX cannot store arrays of dtype {array.dtype}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    return header + array.astype(IDX_TYPES[code]).tobytes()
