@@ -103,8 +103,8 @@ def run_train(config):
     from .train import train
 
     out = _prepare_output(config.output)
-    X, y = load_mnist("train")
-    X_test, y_test = load_mnist("test")
+    X, y = load_mnist("train", dtype=np.uint8)  # pixels stay 1 byte each; scaled batch by batch
+    X_test, y_test = load_mnist("test", dtype=np.uint8)
     rng = np.random.default_rng(config.seed)
     net = NeuralNet((X.shape[1], config.hidden, 10), lr=config.lr, rng=rng)
     history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,

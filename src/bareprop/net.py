@@ -8,8 +8,17 @@ import copy
 
 import numpy as np
 
-from .layers import Linear, ReLU
+from .layers import Linear, ReLU, _check_width
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+
+
+def as_inputs(X, dtype):  # (B, I) -> (B, I)
+    """X as the net's float dtype. uint8 arrays are taken as pixel values 0..255 and scaled
+    to [0, 1], exactly as load_mnist scales them, so images can stay 1 byte per pixel until used."""
+    X = np.asarray(X)
+    if X.dtype == np.uint8:
+        return np.divide(X, dtype.type(255), dtype=dtype)  # (B, I) in [0, 1]
+    return X.astype(dtype, copy=False)  # (B, I)
 
 
 def one_hot(y, num_classes, dtype=np.float32):  # (B,) -> (B, K)
@@ -53,6 +62,11 @@ class NeuralNet:
             X = layer(X)
         return X
 
+    def check_inputs(self, X, y):
+        """Raise a ValueError naming the layer and both shapes unless X is (N, I) and y is (N,) of valid classes."""
+        _check_width(self.layers[0], X, self.sizes[0])
+        self._check_labels(X, y)
+
     def _check_labels(self, X, y):
         y = np.asarray(y)
         if y.ndim != 1 or len(y) != len(X):
@@ -63,7 +77,7 @@ class NeuralNet:
 
     def evaluate(self, X, y):
         """Forward pass with labels, keeping what backprop() needs: (probs, accuracy, loss)."""
-        X = np.asarray(X, dtype=self.dtype)
+        X = as_inputs(X, self.dtype)
         y = self._check_labels(X, y)
         logits = self._forward(X)  # (B, K)
         accuracy = (logits.argmax(axis=1) == y).mean()  # ()
@@ -95,7 +109,7 @@ class NeuralNet:
         return softmax(self._logits(X))  # (B, K)
 
     def _logits(self, X):  # (B, I) -> (B, K)
-        X = np.asarray(X, dtype=self.dtype)
+        X = as_inputs(X, self.dtype)
         for layer in self.layers:
             X = copy.copy(layer)(X)  # the copy shares W but keeps its own cache
         return X
@@ -104,9 +118,9 @@ class NeuralNet:
         """The most probable class of each row."""
         return self.predict_proba(X).argmax(axis=1)
 
-    def score(self, X, y, batch_size=10_000):
+    def score(self, X, y, batch_size=1000):
         """(accuracy, mean cross-entropy) on a labelled set, without touching training state."""
-        X = np.asarray(X, dtype=self.dtype)
+        X = np.asarray(X)
         y = self._check_labels(X, y)
         correct, total_loss = 0, 0.0
         for start in range(0, len(X), batch_size):

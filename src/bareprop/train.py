@@ -5,6 +5,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from . import _fast
+
 
 @dataclass
 class History:
@@ -31,25 +33,36 @@ def batches(n, batch_size, rng):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None):
+def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, fast=True):
     """Train `net` with minibatch SGD (reshuffled every epoch) and return its History.
 
-    After each epoch the test set, if given, is scored without touching training
+    X is (N, I) floats, or uint8 pixel values 0..255 that are scaled to [0, 1] batch by
+    batch. After each epoch the test set, if given, is scored without touching training
     state, and on_epoch(history), if given, is called (the CLI prints from there).
+
+    The loop below is the reference. When fast=True and the net is one the private fast
+    path knows (the post's Linear/ReLU nets with plain SGD), each epoch runs there instead:
+    the same arithmetic, bit for bit, without the per-step allocations (see _fast.py).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
-    X = np.asarray(X, dtype=net.dtype)
+    X, y = np.asarray(X), np.asarray(y)
+    net.check_inputs(X, y)
+    fast_sgd = _fast.FastSGD(net, batch_size) if fast and _fast.supports(net) else None
     history = History()
     for epoch in range(epochs):
         start = time.perf_counter()
         epoch_batches = batches(len(X), batch_size, rng)
-        loss, correct = 0.0, 0.0
-        for idx in epoch_batches:
-            _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])
-            net.gradient_descent()
-            correct += batch_correct / len(epoch_batches)
-            loss += batch_loss / len(epoch_batches)
+        with _fast.blas_threads_for(net, batch_size):  # the same threads for both paths: same bits
+            if fast_sgd is not None:
+                loss, correct = fast_sgd.epoch(X, y, epoch_batches)
+            else:
+                loss, correct = 0.0, 0.0
+                for idx in epoch_batches:
+                    _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])
+                    net.gradient_descent()
+                    correct += batch_correct / len(epoch_batches)
+                    loss += batch_loss / len(epoch_batches)
         seconds = time.perf_counter() - start
         history.epoch.append(epoch)
         history.train_loss.append(float(loss))

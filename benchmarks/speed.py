@@ -1,0 +1,346 @@
+"""Side-by-side training speed: bareprop against PyTorch, a plain NumPy reference and JAX.
+
+    python benchmarks/speed.py                 # the post's configuration, 5 interleaved repetitions
+    python benchmarks/speed.py --reps 7 --json benchmarks/results/latest.json
+    python benchmarks/speed.py --no-scaling    # skip the width x batch table
+
+Every implementation trains the post's network (784 -> 32 -> ReLU -> 10, softmax + cross-entropy,
+batches of 64, plain SGD with the gradient summed over the batch, lr 0.001) for 10 epochs on the
+same preloaded float32 MNIST, reshuffling every epoch. Each run is a fresh process and the
+repetitions are interleaved (A B C A B C ...) so that a noisy machine slows them alike; the table
+gives the median [min-max] of the training loop alone and of the whole process (imports and data
+loading included), peak RSS, final accuracies, and each one's ratio to bareprop. The CLI's own
+`bareprop train --no-plot` (start to exit, test set scored every epoch) is timed as well. A third, the scaling table, gives samples/s and achieved GFLOP/s of bareprop and
+PyTorch for hidden widths {32, 256, 1024} x batch sizes {64, 256, 1024}, beside the sgemm peak
+measured in the same run.
+
+Not collected by pytest: speed is measured here, never asserted in a unit test.
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+import bareprop as bp
+
+EPOCHS, BATCH, LR, HIDDEN = 10, 64, 0.001, 32
+
+
+# --- the implementations: each trains for `epochs` and returns (train_acc, test_acc) -------------
+
+def run_bareprop(data, seed, epochs, hidden=HIDDEN, batch=BATCH, fast=True, test=True):
+    X, y, Xt, yt = data
+    rng = np.random.default_rng(seed)
+    net = bp.NeuralNet((784, hidden, 10), lr=LR, rng=rng)
+    start = time.perf_counter()
+    h = bp.train(net, X, y, epochs=epochs, batch_size=batch, rng=rng, fast=fast)
+    seconds = time.perf_counter() - start
+    return seconds, h.train_acc[-1], (net.score(Xt, yt)[0] if test else None)
+
+
+def run_bareprop_readable(data, seed, epochs):
+    return run_bareprop(data, seed, epochs, fast=False)
+
+
+def run_torch(data, seed, epochs, hidden=HIDDEN, batch=BATCH, test=True):
+    """Idiomatic PyTorch: nn.Sequential, autograd, optim.SGD, tensors preloaded."""
+    import torch
+
+    X, y, Xt, yt = data
+    torch.manual_seed(seed)
+    Xs, ys = torch.from_numpy(X), torch.from_numpy(y)
+    model = torch.nn.Sequential(torch.nn.Linear(784, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 10))
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")  # the post's summed gradient
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = torch.randperm(len(Xs))
+        correct = 0.0
+        n_batches = (len(Xs) + batch - 1) // batch
+        for i in range(0, len(Xs), batch):
+            idx = order[i:i + batch]
+            logits = model(Xs[idx])
+            loss = loss_fn(logits, ys[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            correct += (logits.argmax(1) == ys[idx]).float().mean().item() / n_batches
+    seconds = time.perf_counter() - start
+    test_acc = None
+    if test:
+        with torch.no_grad():
+            test_acc = (model(torch.from_numpy(Xt)).argmax(1).numpy() == yt).mean()
+    return seconds, correct, test_acc
+
+
+def run_numpy(data, seed, epochs):
+    """A plain NumPy reference of the same algorithm: separate biases, nothing preallocated."""
+    X, y, Xt, yt = data
+    rng = np.random.default_rng(seed)
+    b1, b2 = np.sqrt(6 / (785 + HIDDEN)), np.sqrt(6 / (HIDDEN + 11))
+    W1 = rng.uniform(-b1, b1, (784, HIDDEN)).astype(np.float32)
+    c1 = np.zeros(HIDDEN, np.float32)
+    W2 = rng.uniform(-b2, b2, (HIDDEN, 10)).astype(np.float32)
+    c2 = np.zeros(10, np.float32)
+    eye = np.eye(10, dtype=np.float32)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        order = rng.permutation(len(X))
+        correct, n_batches = 0.0, (len(X) + BATCH - 1) // BATCH
+        for i in range(0, len(X), BATCH):
+            idx = order[i:i + BATCH]
+            xb, yb = X[idx], y[idx]
+            z1 = xb @ W1 + c1
+            a1 = np.maximum(z1, 0)
+            z2 = a1 @ W2 + c2
+            e = np.exp(z2 - z2.max(1, keepdims=True))
+            p = e / e.sum(1, keepdims=True)
+            correct += (z2.argmax(1) == yb).mean() / n_batches
+            d2 = p - eye[yb]
+            d1 = (d2 @ W2.T) * (z1 > 0)
+            W2 -= LR * (a1.T @ d2)
+            c2 -= LR * d2.sum(0)
+            W1 -= LR * (xb.T @ d1)
+            c1 -= LR * d1.sum(0)
+    seconds = time.perf_counter() - start
+    test_acc = ((np.maximum(Xt @ W1 + c1, 0) @ W2 + c2).argmax(1) == yt).mean()
+    return seconds, correct, test_acc
+
+
+def run_jax(data, seed, epochs):
+    """JAX: one jitted lax.scan per epoch (its compile included in the time)."""
+    import jax
+    import jax.numpy as jnp
+
+    X, y, Xt, yt = data
+    key = jax.random.PRNGKey(seed)
+    k1, k2, key = jax.random.split(key, 3)
+    b1, b2 = np.sqrt(6 / (785 + HIDDEN)), np.sqrt(6 / (HIDDEN + 11))
+    params = (jax.random.uniform(k1, (784, HIDDEN), jnp.float32, -b1, b1), jnp.zeros(HIDDEN),
+              jax.random.uniform(k2, (HIDDEN, 10), jnp.float32, -b2, b2), jnp.zeros(10))
+    n_full = len(X) // BATCH  # scan needs equal batches: the last partial batch is dropped
+
+    def loss_fn(p, xb, yb):
+        logits = jnp.maximum(xb @ p[0] + p[1], 0) @ p[2] + p[3]
+        logp = jax.nn.log_softmax(logits)
+        return -jnp.take_along_axis(logp, yb[:, None], 1).sum(), logits
+
+    def step(p, batch):
+        xb, yb = batch
+        (_, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(p, xb, yb)
+        p = tuple(a - LR * b for a, b in zip(p, g))
+        return p, (logits.argmax(1) == yb).mean()
+
+    @jax.jit
+    def epoch(p, Xb, yb):
+        p, accs = jax.lax.scan(step, p, (Xb, yb))
+        return p, accs.mean()
+
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        key, k = jax.random.split(key)
+        order = jax.random.permutation(k, len(X))[: n_full * BATCH].reshape(n_full, BATCH)
+        params, acc = epoch(params, Xj[order], yj[order])
+    acc = float(acc)  # waits for the computation
+    seconds = time.perf_counter() - start
+    p = params
+    test_acc = float(((jnp.maximum(jnp.asarray(Xt) @ p[0] + p[1], 0) @ p[2] + p[3]).argmax(1) == yt).mean())
+    return seconds, acc, test_acc
+
+
+IMPLS = {"bareprop": run_bareprop, "bareprop (readable)": run_bareprop_readable, "numpy (plain)": run_numpy,
+         "pytorch": run_torch, "jax (lax.scan)": run_jax}
+
+
+# --- the measurements -----------------------------------------------------------------------------
+
+def machine():
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "numpy": np.__version__, "bareprop": bp.__version__}
+    try:
+        import threadpoolctl
+
+        info["blas"] = [{k: p.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+                        for p in threadpoolctl.threadpool_info()]
+    except ImportError:
+        pass
+    for name in ("torch", "jax"):
+        try:
+            info[name] = __import__(name).__version__
+        except ImportError:
+            pass
+    return info
+
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
+
+
+def run_one(name, seed, epochs):
+    """Child process: load the data, run one implementation, print its figures as JSON."""
+    X, y = bp.load_mnist("train")
+    Xt, yt = bp.load_mnist("test")
+    seconds, train_acc, test_acc = IMPLS[name]((X, y, Xt, yt), seed, epochs)
+    print(json.dumps({"seconds": seconds, "train_acc": float(train_acc), "test_acc": float(test_acc)}))
+
+
+def time_loop(names, reps, epochs):
+    """Each run in a fresh process, interleaved rep by rep (A B C A B C ...): the child times its
+    training loop; the parent times the whole process and reads its peak RSS."""
+    results = {name: {"seconds": [], "process": [], "rss_mb": [], "train_acc": [], "test_acc": []} for name in names}
+    for rep in range(reps):
+        for name in names:
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, __file__, "--one", name, "--seed", str(rep),
+                                     "--epochs", str(epochs)], stdout=subprocess.PIPE, text=True)
+            out = proc.stdout.read()
+            _, status, usage = os.wait4(proc.pid, 0)
+            wall = time.perf_counter() - start
+            if status != 0:
+                raise SystemExit(f"{name} failed with status {status}")
+            child = json.loads(out.strip().splitlines()[-1])
+            r = results[name]
+            for key in ("seconds", "train_acc", "test_acc"):
+                r[key].append(child[key])
+            r["process"].append(wall)
+            r["rss_mb"].append(usage.ru_maxrss / 1024)
+            print(f"  rep {rep}: {name:<20} loop {child['seconds']:6.2f} s  process {wall:6.2f} s  "
+                  f"train {child['train_acc']:.4f}  test {child['test_acc']:.4f}", flush=True)
+    return results
+
+
+def time_process(reps, epochs):
+    """Wall time and peak RSS of the whole `bareprop train --no-plot` process."""
+    walls, rss = [], []
+    with tempfile.TemporaryDirectory() as out:
+        for _ in range(reps):
+            start = time.perf_counter()
+            proc = subprocess.Popen([sys.executable, "-m", "bareprop", "train", "--no-plot", "--epochs", str(epochs),
+                                     "--output", out], stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            walls.append(time.perf_counter() - start)
+            rss.append(usage.ru_maxrss / 1024)
+            if status != 0:
+                raise SystemExit(f"bareprop train failed with status {status}")
+    return {"seconds": summary(walls), "peak_rss_mb": max(rss)}
+
+
+def sgemm_peak(n=2048, reps=5):
+    A = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    best = min(timeit(lambda: A @ A) for _ in range(reps))
+    return 2 * n ** 3 / best / 1e9
+
+
+def timeit(fn):
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def flops_per_sample(hidden):
+    # forward, weight gradients and input gradients (all but the first layer's), 2 flops a multiply-add
+    return 2 * (785 * hidden + (hidden + 1) * 10) * 2 + 2 * hidden * 10
+
+
+def scaling(data, reps, samples=16384):
+    X, y, Xt, yt = data
+    sub = (X[:samples], y[:samples], Xt, yt)
+    rows = []
+    for hidden in (32, 256, 1024):
+        for batch in (64, 256, 1024):
+            row = {"hidden": hidden, "batch": batch}
+            for name, fn in (("bareprop", run_bareprop), ("torch", run_torch)):
+                secs = [fn(sub, rep, 1, hidden=hidden, batch=batch, test=False)[0] for rep in range(reps)]
+                t = statistics.median(secs)
+                row[name] = {"samples_per_s": samples / t, "gflops": samples * flops_per_sample(hidden) / t / 1e9}
+            rows.append(row)
+            print(f"  hidden {hidden:5d} batch {batch:5d}: bareprop {row['bareprop']['gflops']:6.1f} GFLOP/s, "
+                  f"torch {row['torch']['gflops']:6.1f} GFLOP/s", flush=True)
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--no-readable", action="store_true", help="skip bareprop's (slower) readable path")
+    parser.add_argument("--one", choices=list(IMPLS), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        return run_one(args.one, args.seed, args.epochs)
+
+    names = [name for name in IMPLS if not (args.no_readable and name == "bareprop (readable)")]
+    for module, name in (("torch", "pytorch"), ("jax", "jax (lax.scan)")):
+        try:
+            __import__(module)
+        except ImportError:
+            print(f"{module} is not installed: {name} skipped")
+            names.remove(name)
+    info = machine()
+    print(json.dumps(info))
+    print(f"training, {args.epochs} epochs, {args.reps} interleaved repetitions, each in a fresh process:")
+    loop = time_loop(names, args.reps, args.epochs)
+    print("whole process, bareprop train --no-plot (10 epochs, test set scored every epoch):")
+    cli = time_process(args.reps, args.epochs)
+    peak = sgemm_peak()
+    rows = []
+    base = statistics.median(loop["bareprop"]["seconds"])
+    base_process = statistics.median(loop["bareprop"]["process"])
+    print()
+    print(f"{'implementation':<21}{'loop median [min-max] s':>25}{'x':>7}{'process median [min-max] s':>29}{'x':>7}"
+          f"{'peak RSS':>10}{'train':>8}{'test':>8}")
+    for name, r in loop.items():
+        s, p = summary(r["seconds"]), summary(r["process"])
+        rows.append({"name": name, "loop_seconds": s, "process_seconds": p, "peak_rss_mb": max(r["rss_mb"]),
+                     "train_acc": statistics.median(r["train_acc"]), "test_acc": statistics.median(r["test_acc"]),
+                     "loop_ratio": s["median"] / base, "process_ratio": p["median"] / base_process})
+        print(f"{name:<21}{s['median']:>9.3f} [{s['min']:.3f}-{s['max']:.3f}]{s['median'] / base:>6.2f}x"
+              f"{p['median']:>13.2f} [{p['min']:.2f}-{p['max']:.2f}]{p['median'] / base_process:>6.2f}x"
+              f"{max(r['rss_mb']):>7.0f} MB{rows[-1]['train_acc']:>8.4f}{rows[-1]['test_acc']:>8.4f}")
+    ps = cli["seconds"]
+    print(f"\nbareprop train --no-plot, whole process: {ps['median']:.2f} s [{ps['min']:.2f}-{ps['max']:.2f}], "
+          f"peak RSS {cli['peak_rss_mb']:.0f} MB")
+    print(f"sgemm peak (2048^3 float32, default threads): {peak:.0f} GFLOP/s")
+    scale = None
+    if not args.no_scaling:
+        X, y = bp.load_mnist("train")
+        Xt, yt = bp.load_mnist("test")
+        print("\nscaling, 1 epoch of 16384 samples, median of 3:")
+        scale = scaling((X, y, Xt, yt), 3)
+        print(f"\n{'hidden':>7}{'batch':>7}{'bareprop samples/s':>20}{'GFLOP/s':>9}{'torch samples/s':>17}"
+              f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}")
+        for row in scale:
+            b, t = row["bareprop"], row["torch"]
+            print(f"{row['hidden']:>7}{row['batch']:>7}{b['samples_per_s']:>20.0f}{b['gflops']:>9.1f}"
+                  f"{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}{b['samples_per_s'] / t['samples_per_s']:>15.2f}x"
+                  f"{100 * b['gflops'] / peak:>10.0f}%")
+    if args.json:
+        result = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "epochs": args.epochs,
+                  "reps": args.reps, "loop": rows, "cli_process": cli, "sgemm_peak_gflops": peak,
+                  "scaling": scale}
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=2)
+        print(f"\nwritten to {args.json}")
+
+
+if __name__ == "__main__":
+    main()
