@@ -142,6 +142,34 @@ class FastSGD:
             np.multiply(dW_l, lr, out=dW_l)  # (I+1, O)
             np.subtract(W, dW_l, out=W)  # (I+1, O)
 
+    def score(self, X, y, chunk=1000):
+        """(accuracy, mean cross-entropy), the same numbers as NeuralNet.score (whose chunks of
+        1000 rows it follows), but through buffers kept from one call to the next."""
+        if getattr(self, "_eval", None) is None:
+            self._eval = FastSGD(self.net, chunk)  # its buffers, for inference only
+        ev = self._eval
+        correct, total_loss = 0, 0.0
+        for start in range(0, len(X), chunk):
+            Xc, yc = X[start:start + chunk], y[start:start + chunk]
+            A, A_in, Z, _, G, log_P, row_sum, _ = ev.views(len(Xc))
+            if Xc.dtype == np.uint8:
+                np.divide(Xc, A_in[0].dtype.type(255), out=A_in[0], dtype=A_in[0].dtype)  # (c, I)
+            else:
+                A_in[0][...] = Xc  # (c, I)
+            for l, W in enumerate(ev.Ws):
+                np.matmul(A[l], W, out=Z[l])  # (c, I+1) @ (I+1, O) = (c, O)
+                if l < len(ev.Ws) - 1:
+                    np.maximum(Z[l], 0, out=A_in[l + 1])  # (c, O)
+            logits = Z[-1]
+            np.subtract(logits, logits.max(axis=1, keepdims=True), out=log_P)  # (c, K) shifted
+            np.exp(log_P, out=G[-1])  # (c, K)
+            np.sum(G[-1], axis=1, keepdims=True, out=row_sum)  # (c, 1)
+            np.log(row_sum, out=row_sum)  # (c, 1)
+            np.subtract(log_P, row_sum, out=log_P)  # (c, K) log P
+            correct += int((log_P.argmax(axis=1) == yc).sum())
+            total_loss += -float(log_P[np.arange(len(yc)), yc].sum())  # cross-entropy of the true classes
+        return correct / len(X), total_loss / len(X)
+
     def epoch(self, X, y, epoch_batches):
         """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does."""
         K = self.Ws[-1].shape[1]

@@ -48,6 +48,9 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
     X, y = np.asarray(X), np.asarray(y)
     net.check_inputs(X, y)
+    if X_test is not None:
+        X_test, y_test = np.asarray(X_test), np.asarray(y_test)
+        net.check_inputs(X_test, y_test)
     fast_sgd = _fast.FastSGD(net, batch_size) if fast and _fast.supports(net) else None
     history = History()
     for epoch in range(epochs):
@@ -69,7 +72,9 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         history.train_acc.append(float(correct))
         history.seconds.append(seconds)
         if X_test is not None:
-            test_acc, test_loss = net.score(X_test, y_test)
+            with _fast.blas_threads_for(net, 1000):  # score()'s chunks of 1000 rows
+                scorer = fast_sgd if fast_sgd is not None else net
+                test_acc, test_loss = scorer.score(X_test, y_test)
             history.test_acc.append(test_acc)
             history.test_loss.append(test_loss)
         if on_epoch is not None:
