@@ -26,7 +26,8 @@ def test_hand_written_label_file(tmp_path):
 
 
 @pytest.mark.parametrize("data, message", [
-    (b"", "too short"),
+    (b"", "empty file"),
+    (bytes([0, 0, 8]), "too short"),
     (bytes([1, 0, 8, 1, 0, 0, 0, 1, 5]), "magic"),
     (bytes([0, 0, 0x42, 1, 0, 0, 0, 1, 5]), "element type"),
     (bytes([0, 0, 8, 3, 0, 0]), "dimensions"),

@@ -47,7 +47,7 @@ def test_truncated_file_is_caught(tmp_path):
 
 
 def test_missing_file_is_named(tmp_path):
-    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: cannot read"):
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: missing"):
         load_mnist("test", data_dir=tmp_path)
 
 

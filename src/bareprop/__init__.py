@@ -3,7 +3,8 @@
 The public API is exactly the names below; everything else is private.
 """
 
-from .data import DataError, IDXError, load_mnist, read_idx
+from .data import (DATASETS, DataError, Dataset, IDXError, download_dataset, import_dataset, load_dataset,
+                   load_mnist, read_idx, verify_dataset)
 from .init import xavier_uniform
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
@@ -13,18 +14,24 @@ from .train import History, train
 __version__ = "0.1.0"
 
 __all__ = [
+    "DATASETS",
     "DataError",
+    "Dataset",
     "History",
     "IDXError",
     "Linear",
     "NeuralNet",
     "ReLU",
     "SoftmaxCrossEntropy",
+    "download_dataset",
+    "import_dataset",
+    "load_dataset",
     "load_mnist",
     "log_softmax",
     "one_hot",
     "read_idx",
     "softmax",
     "train",
+    "verify_dataset",
     "xavier_uniform",
 ]

@@ -5,9 +5,12 @@ the number of dimensions D, then D unsigned 32-bit sizes, then the data in C ord
 """
 
 import gzip
+import struct
 import zlib
 
 import numpy as np
+
+from .errors import DataError
 
 # element type byte -> NumPy dtype (big-endian, as the format stores them)
 IDX_TYPES = {
@@ -21,8 +24,8 @@ IDX_TYPES = {
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class IDXError(ValueError):
-    """The bytes are not a valid IDX file (or a valid gzip of one)."""
+class IDXError(DataError):
+    """The bytes are not a valid IDX file (or a valid gzip of one), or not the one the caller needs."""
 
 
 def decompress(data, name="<bytes>"):
@@ -33,36 +36,51 @@ def decompress(data, name="<bytes>"):
         return gzip.decompress(data)
     except EOFError:
         raise IDXError(f"{name}: truncated gzip stream (the file ends before the compressed data does)") from None
-    except (OSError, zlib.error) as e:
+    except (OSError, zlib.error, struct.error) as e:
         raise IDXError(f"{name}: corrupt gzip stream ({e})") from None
 
 
-def parse_idx(data, name="<bytes>"):
+def _type_name(code):
+    return f"0x{code:02x} ({IDX_TYPES[code].newbyteorder('=').name})"
+
+
+def parse_idx(data, name="<bytes>", *, dtype=None, shape=None):
     """Parse IDX bytes (raw or gzip) into a native-endian array.
 
-    Every header field is checked against the length of the data before anything
-    is allocated; any problem raises IDXError naming `name`.
+    dtype, if given, is the element type the caller needs (np.uint8 for MNIST);
+    shape, if given, the dimensions it needs, None where any size will do
+    ((None, 28, 28) for MNIST images). Every header field is checked, against these
+    and against the length of the data, before anything is allocated; any problem
+    raises IDXError naming `name`.
     """
+    if len(data) == 0:
+        raise IDXError(f"{name}: empty file (0 bytes)")
     data = decompress(data, name)
     if len(data) < 4:
         raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header")
     if data[0] != 0 or data[1] != 0:
-        raise IDXError(f"{name}: wrong IDX magic {data[:4].hex()} (the first two bytes must be zero)")
+        raise IDXError(f"{name}: wrong IDX magic {bytes(data[:4]).hex()} (the first two bytes must be zero)")
     if data[2] not in IDX_TYPES:
         raise IDXError(f"{name}: unknown IDX element type 0x{data[2]:02x}")
-    dtype, ndim = IDX_TYPES[data[2]], data[3]
+    code, ndim = data[2], data[3]
+    if dtype is not None and IDX_TYPES[code] != np.dtype(dtype).newbyteorder(">"):
+        wanted = {t: c for c, t in IDX_TYPES.items()}[np.dtype(dtype).newbyteorder(">")]
+        raise IDXError(f"{name}: IDX element type {_type_name(code)}, expected {_type_name(wanted)}")
     header = 4 + 4 * ndim
     if len(data) < header:
         raise IDXError(f"{name}: header declares {ndim} dimensions but the file has only {len(data)} bytes")
-    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(shape, dtype=object)) * dtype.itemsize
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    if shape is not None and (len(dims) != len(shape) or any(s is not None and s != d for s, d in zip(shape, dims))):
+        wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+        raise IDXError(f"{name}: dimensions {dims}, expected {wanted}")
+    itemsize = IDX_TYPES[code].itemsize
+    expected = header + int(np.prod(dims, dtype=object)) * itemsize  # Python ints: no overflow, no allocation
     if len(data) != expected:
         raise IDXError(
-            f"{name}: dimensions {shape} of {dtype.itemsize}-byte elements need {expected} bytes, "
-            f"the file has {len(data)}"
+            f"{name}: dimensions {dims} of {itemsize}-byte elements need {expected} bytes, the file has {len(data)}"
         )
-    array = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
-    return array.astype(dtype.newbyteorder("="), copy=False)  # a read-only view when no swap is needed
+    array = np.frombuffer(data, dtype=IDX_TYPES[code], offset=header).reshape(dims)
+    return array.astype(IDX_TYPES[code].newbyteorder("="), copy=False)  # a read-only view when no swap is needed
 
 
 def read_idx(path):
