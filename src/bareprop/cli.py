@@ -8,6 +8,9 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .data.datasets import DATASETS, DataError
+from .data_cli import add_data_parser, download_progress, run_data
+
 EXIT_USAGE = 2
 
 
@@ -44,6 +47,9 @@ class TrainConfig:
     seed: int = 0
     output: str | None = None
     plot: bool = True
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    offline: bool = False
 
 
 def build_parser():
@@ -56,8 +62,8 @@ def build_parser():
     d = TrainConfig()
     train = commands.add_parser(
         "train",
-        help="train the post's MLP (784 -> hidden -> ReLU -> 10) on MNIST",
-        description="Train the post's MLP on MNIST with minibatch SGD, print one line per epoch "
+        help="train the post's MLP (784 -> hidden -> ReLU -> 10) on MNIST or --dataset",
+        description="Train the post's MLP on MNIST (or --dataset) with minibatch SGD, print one line per epoch "
         "(train accuracy and loss, test accuracy, time), and save the history and the chart.",
     )
     train.add_argument("--epochs", type=_positive(int), default=d.epochs, help=f"passes over the training set (default {d.epochs})")
@@ -69,6 +75,15 @@ def build_parser():
     train.add_argument("--output", metavar="DIR", default=None,
                        help="folder for history.json and the chart (default: runs/<date>-<time>)")
     train.add_argument("--no-plot", dest="plot", action="store_false", help="skip the chart (history.json is still written)")
+    data = train.add_argument_group("data (see docs/data.md)")
+    data.add_argument("--dataset", choices=sorted(DATASETS), default=d.dataset, metavar="NAME",
+                      help=f"one of {', '.join(sorted(DATASETS))}; all but mnist are downloaded on first use "
+                      f"(default {d.dataset})")
+    data.add_argument("--data-dir", metavar="DIR", default=None,
+                      help="the dataset cache folder (default: $BAREPROP_DATA, else the user's cache folder)")
+    data.add_argument("--offline", action="store_true",
+                      help="never open a connection (also BAREPROP_OFFLINE=1): a dataset not in the cache is an error")
+    add_data_parser(commands)
     return parser
 
 
@@ -97,19 +112,22 @@ def epoch_line(history):
 def run_train(config):
     import numpy as np
 
-    from .data import load_mnist
+    from .data import load_dataset
     from .files import atomic_write
     from .net import NeuralNet
     from .train import train
 
     out = _prepare_output(config.output)
-    X, y = load_mnist("train", dtype=np.uint8)  # pixels stay 1 byte each; scaled batch by batch
-    X_test, y_test = load_mnist("test", dtype=np.uint8)
+    where = dict(data_dir=config.data_dir, offline=config.offline or None, dtype=np.uint8)  # scaled batch by batch
+    with download_progress() as progress:
+        X, y = load_dataset(config.dataset, "train", progress=progress, **where)
+        X_test, y_test = load_dataset(config.dataset, "test", progress=progress, **where)
+    classes = DATASETS[config.dataset].classes
     rng = np.random.default_rng(config.seed)
-    net = NeuralNet((X.shape[1], config.hidden, 10), lr=config.lr, rng=rng)
+    net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
     history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
                     X_test=X_test, y_test=y_test, on_epoch=lambda h: print(epoch_line(h), flush=True))
-    record = {"config": asdict(config), "history": history.to_dict()}
+    record = {"config": asdict(config), "classes": list(classes), "history": history.to_dict()}
     atomic_write(out / "history.json", json.dumps(record, indent=2).encode())
     if config.plot:
         from .plot import history_chart, save_chart
@@ -124,7 +142,9 @@ def main(argv=None):
         if args.command == "train":
             config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "command"})
             run_train(config)
-    except UsageError as e:
+        elif args.command == "data":
+            return run_data(args)
+    except (UsageError, DataError) as e:
         print(f"bareprop: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -219,13 +219,15 @@ def _in_place(folder):
 
 # ---- loading ------------------------------------------------------------------------------------
 
-def load_dataset(name, split="train", *, data_dir=None, offline=None, progress=None):
+def load_dataset(name, split="train", *, data_dir=None, offline=None, progress=None, dtype=np.float32):
     """A split of a dataset: X (N, 784) float32 in [0, 1], y (N,) int64.
 
     mnist loads from the package; the others from the cache folder (data_dir, else
     $BAREPROP_DATA, else the user's cache folder), downloaded there on first use unless
     offline (default: $BAREPROP_OFFLINE). Every load checks every file's SHA-256.
-    progress(file, bytes_done, bytes_total) is called while downloading.
+    progress(file, bytes_done, bytes_total) is called while downloading. dtype=np.uint8 gives
+    the raw pixels 0..255 instead (a quarter of the memory; NeuralNet and train() scale uint8
+    inputs batch by batch, with the same division, so the numbers are the same).
     """
     ds = get_dataset(name)
     if split not in SPLITS:
@@ -234,7 +236,7 @@ def load_dataset(name, split="train", *, data_dir=None, offline=None, progress=N
     if not ds.shipped and any(not (folder / f).exists() for f in FILES[split]):
         if offline_default() if offline is None else offline:
             raise _offline_error(ds, folder)
-        download_dataset(ds, data_dir=data_dir, progress=progress)
+        download_dataset(ds, data_dir=data_dir, progress=progress, offline=False)
     manifest = _read_manifest(folder)
     images, labels, facts = _split_arrays(ds, split, _in_place(folder), manifest)
     if not ds.shipped and any(f not in manifest for f in facts):
@@ -242,16 +244,18 @@ def load_dataset(name, split="train", *, data_dir=None, offline=None, progress=N
             _write_manifest(folder, ds, {f: {**facts[f], "source": "found in the cache"} for f in facts})
         except OSError:
             pass  # a read-only cache still loads; the MD5s are checked again next time
-    return _as_training_arrays(images, labels)
+    return _as_training_arrays(images, labels, dtype)
 
 
-def _as_training_arrays(images, labels):
-    X = np.divide(images.reshape(len(images), -1), np.float32(255), dtype=np.float32)  # (N, 784) in [0, 1]
+def _as_training_arrays(images, labels, dtype):
+    X = images.reshape(len(images), -1)  # (N, 784) uint8
+    if np.dtype(dtype) != np.uint8:
+        X = np.divide(X, np.dtype(dtype).type(255), dtype=dtype)  # (N, 784) in [0, 1]
     y = labels.astype(np.int64)  # (N,)
     return X, y
 
 
-def load_folder(name, split, folder):
+def load_folder(name, split, folder, dtype=np.float32):
     """A split read from a folder that holds the dataset's files (.gz or uncompressed), checked
     against the SHA-256s known in advance (mnist) or the official MD5s of the .gz files."""
     ds, folder = get_dataset(name), Path(folder)
@@ -262,7 +266,7 @@ def load_folder(name, split, folder):
             path = folder / file.removesuffix(".gz")
         sources[file] = (path, str(path))
     images, labels, _ = _split_arrays(ds, split, sources, {})
-    return _as_training_arrays(images, labels)
+    return _as_training_arrays(images, labels, dtype)
 
 
 def _offline_error(ds, folder):
@@ -387,16 +391,19 @@ def _valid_files(ds, folder, manifest):
     return valid
 
 
-def download_dataset(name, *, data_dir=None, progress=None, timeout=30):
+def download_dataset(name, *, data_dir=None, progress=None, offline=None, timeout=30):
     """Download the dataset's missing (or invalid) files into the cache and verify them; return the folder.
 
     Each file: the mirrors are tried in order; a mirror whose answer is an error, is cut short, or
     does not match the official MD5 is skipped for the next. progress(file, done, total) reports bytes.
+    offline (default: $BAREPROP_OFFLINE) refuses before any connection is opened.
     """
     ds = get_dataset(name)
     if ds.shipped:
         return shipped_dir()
     folder = dataset_folder(ds, data_dir)
+    if (offline_default() if offline is None else offline) and _missing(folder):
+        raise _offline_error(ds, folder)
 
     def stage(file, out):
         failures = []
