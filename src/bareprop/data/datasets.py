@@ -273,7 +273,7 @@ def _offline_error(ds, folder):
     return DataError(
         f"{ds.name} is not in the cache and downloads are off (--offline or BAREPROP_OFFLINE=1): "
         f"put {', '.join(_missing(folder))} into {folder} (from {ds.mirrors[0] if ds.mirrors else 'its publisher'}), "
-        f"or run `bareprop data import {ds.name} DIR` on a folder that holds them"
+        f"or run 'bareprop data import {ds.name} DIR' on a folder that holds them"
     )
 
 
@@ -287,7 +287,7 @@ def verify_dataset(name, *, data_dir=None):
     missing = _missing(folder)
     if missing:
         raise DataError(f"{ds.name}: {', '.join(missing)} missing from {folder}; "
-                        f"run `bareprop data download {ds.name}`")
+                        f"run 'bareprop data download {ds.name}'")
     manifest = _read_manifest(folder)
     report = {}
     for split in SPLITS:

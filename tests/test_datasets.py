@@ -1,0 +1,430 @@
+"""The dataset layer end to end: a loopback server serves tiny datasets the tests write, so the real
+download, verification and cache code runs; no test touches the internet."""
+
+import gzip
+import hashlib
+import json
+import re
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from loopback import CLASSES, Server, gz, like, tiny_dataset, tiny_payloads, tls_context
+
+from bareprop import DATASETS, DataError, download_dataset, import_dataset, load_dataset, verify_dataset
+from bareprop.data import encode_idx
+from bareprop.data.datasets import ALL_FILES, cache_root
+
+IMAGES, LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "data.md"
+
+
+@pytest.fixture(autouse=True)
+def isolated(monkeypatch, tmp_path):
+    """No test sees the user's cache, offline setting or proxies."""
+    monkeypatch.delenv("BAREPROP_OFFLINE", raising=False)
+    monkeypatch.setenv("BAREPROP_DATA", str(tmp_path / "user-cache"))
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "cache"
+
+
+def forbid_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a connection was opened")
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+
+def snapshot(folder):
+    """Every file and folder under `folder` with its bytes: to check that a failure changed nothing."""
+    folder = Path(folder)
+    if not folder.exists():
+        return None
+    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir") for p in folder.rglob("*")}
+
+
+def altered(payload, offset=-1):
+    """The payload with one byte changed: still a valid IDX file, but not the one downloaded."""
+    b = bytearray(payload)
+    b[offset] = (b[offset] + 1) % 3
+    return bytes(b)
+
+
+# ---- downloading ---------------------------------------------------------------------------------
+
+def test_download_verify_and_reuse_without_network(server, root, monkeypatch):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    X, y = load_dataset(ds, "train", data_dir=root)
+    assert X.shape == (12, 784) and X.dtype == np.float32 and y.dtype == np.int64
+    images = np.frombuffer(payloads[IMAGES], np.uint8, offset=16).reshape(12, 784)
+    np.testing.assert_array_equal(X, images / np.float32(255))
+    assert y.tolist() == [i % 3 for i in range(12)]
+    assert sorted(server.hits) == sorted(f"/a/{f}" for f in ALL_FILES)  # the whole dataset, once
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
+    for f in ALL_FILES:
+        assert manifest["files"][f]["sha256"] == hashlib.sha256(payloads[f]).hexdigest()
+        assert manifest["files"][f]["md5"] == ds.md5[f] and manifest["files"][f]["source"] == server.url(f"/a/{f}")
+    assert sorted(p.name for p in (root / "tiny").iterdir()) == sorted([*ALL_FILES, "manifest.json"])
+
+    forbid_network(monkeypatch)
+    X_test, y_test = load_dataset(ds, "test", data_dir=root)
+    assert X_test.shape == (6, 784) and y_test.tolist() == [0, 1, 2, 0, 1, 2]
+    assert load_dataset(ds, "train", data_dir=root)[0].shape == (12, 784)
+    assert download_dataset(ds, data_dir=root) == root / "tiny"  # all there and valid: nothing fetched
+    assert len(server.hits) == 4
+
+
+def test_first_mirror_404_then_second_mirror(server, root):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.url("/gone/"), server.serve("/b/", files)])
+    download_dataset(ds, data_dir=root)
+    assert sorted(server.hits) == sorted([f"/gone/{f}" for f in ALL_FILES] + [f"/b/{f}" for f in ALL_FILES])
+    assert verify_dataset(ds, data_dir=root)[LABELS]["md5"] == ds.md5[LABELS]
+
+
+def test_corrupted_bytes_error_and_nothing_in_the_cache(server, root):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.url("/a/")])
+    server.serve("/a/", {**files, LABELS: gzip.compress(altered(tiny_payloads()[LABELS]), mtime=0)})
+    with pytest.raises(DataError, match=rf"^tiny: every mirror failed for {LABELS}: http://127\.0\.0\.1:\d+/a/{LABELS}: "
+                       rf"MD5 of the \.gz is [0-9a-f]{{32}}, expected {ds.md5[LABELS]} \(the official file's\)$"):
+        load_dataset(ds, "train", data_dir=root)
+    assert not root.exists()  # not even the folders it made
+
+
+def test_connection_dropped_mid_file_error_and_nothing_left(server, root):
+    files = gz(tiny_payloads(n_train=200))
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    server.routes[f"/a/{IMAGES}"] = ("drop", files[IMAGES], 1000)
+    with pytest.raises(DataError, match=rf"/a/{IMAGES}: connection closed after 1000 of {len(files[IMAGES])} bytes$"):
+        download_dataset(ds, data_dir=root)
+    assert not root.exists()
+
+
+def test_failed_download_keeps_what_was_there(server, root):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    download_dataset(ds, data_dir=root)
+    (root / "tiny" / LABELS).unlink()
+    server.routes[f"/a/{LABELS}"] = 503
+    before = snapshot(root)
+    with pytest.raises(DataError, match=f"HTTP 503"):
+        download_dataset(ds, data_dir=root)
+    assert snapshot(root) == before
+
+
+def test_every_mirror_failing_names_each(server, root):
+    files = gz(tiny_payloads(n_train=200))
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now
+    server.routes[f"/drop/{IMAGES}"] = ("drop", files[IMAGES], 10)
+    server.routes[f"/bad/{IMAGES}"] = files[IMAGES][:-5] + bytes(5)  # a mangled size in the gzip trailer
+    mirrors = [server.url("/gone/"), f"http://127.0.0.1:{port}/x/", server.url("/drop/"), server.url("/bad/")]
+    ds = tiny_dataset(files, mirrors)
+    with pytest.raises(DataError) as e:
+        download_dataset(ds, data_dir=root)
+    message = str(e.value)
+    assert message.startswith(f"tiny: every mirror failed for {IMAGES}: ") and "\n" not in message
+    parts = message.split(f"{IMAGES}: ", 1)[1].split("; ")
+    assert parts[0] == f"{mirrors[0]}{IMAGES}: HTTP 404 Not Found"
+    assert parts[1].startswith(f"{mirrors[1]}{IMAGES}: ") and "refused" in parts[1].lower()
+    assert parts[2] == f"{mirrors[2]}{IMAGES}: connection closed after 10 of {len(files[IMAGES])} bytes"
+    assert re.fullmatch(rf"{re.escape(mirrors[3] + IMAGES)}: MD5 of the \.gz is [0-9a-f]{{32}}, expected "
+                        rf"{ds.md5[IMAGES]} \(the official file's\)", parts[3])
+    assert not root.exists()
+
+
+def test_http_redirect_is_followed(server, root):
+    files = gz(tiny_payloads())
+    server.serve("/real/", files)
+    for f in ALL_FILES:
+        server.routes[f"/moved/{f}"] = ("redirect", server.url(f"/real/{f}"))
+    download_dataset(tiny_dataset(files, [server.url("/moved/")]), data_dir=root)
+    assert sorted(p.name for p in (root / "tiny").glob("*.gz")) == sorted(ALL_FILES)
+
+
+@pytest.fixture
+def https(tmp_path, monkeypatch):
+    """An HTTPS server on 127.0.0.1 whose certificate the download code trusts through SSL_CERT_FILE."""
+    import trustme
+
+    ca = trustme.CA()
+    ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "ca.pem"))
+    s = Server(tls=tls_context(ca))
+    yield s
+    s.close()
+
+
+def test_https_to_http_redirect_is_refused(https, server, root):
+    files = gz(tiny_payloads())
+    plain = server.serve("/plain/", files)
+    for f in ALL_FILES:
+        https.routes[f"/down/{f}"] = ("redirect", plain + f)
+    good = https.serve("/tls/", files)
+    ds = tiny_dataset(files, [https.url("/down/"), good])
+    download_dataset(ds, data_dir=root)  # the redirecting mirror is skipped; the https one serves
+    assert server.hits == []  # the plain-http URL was never opened
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())
+    assert all(e["source"].startswith(good) for e in manifest["files"].values())
+
+    only_redirect = tiny_dataset(files, [https.url("/down/")], name="other")
+    with pytest.raises(DataError, match=rf"^other: every mirror failed for {IMAGES}: https://127\.0\.0\.1:\d+/down/"
+                       rf"{IMAGES}: refused redirect from https to {re.escape(plain + IMAGES)}$"):
+        download_dataset(only_redirect, data_dir=root)
+    assert server.hits == [] and not (root / "other").exists()
+
+
+# ---- offline, the cache folder, files put there by hand ---------------------------------------------
+
+def test_offline_never_opens_a_connection(root, monkeypatch):
+    forbid_network(monkeypatch)
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, ["http://127.0.0.1:9/never/"])
+    with pytest.raises(DataError, match=rf"^tiny is not in the cache and downloads are off .* put {IMAGES}, .* into "
+                       rf"{re.escape(str(root / 'tiny'))} .*'bareprop data import tiny DIR'"):
+        load_dataset(ds, "train", data_dir=root, offline=True)
+    monkeypatch.setenv("BAREPROP_OFFLINE", "1")
+    with pytest.raises(DataError, match="downloads are off"):
+        load_dataset(ds, "test", data_dir=root)
+    with pytest.raises(DataError, match="downloads are off"):
+        download_dataset(ds, data_dir=root)
+    monkeypatch.setenv("BAREPROP_OFFLINE", "maybe")
+    with pytest.raises(DataError, match="BAREPROP_OFFLINE must be 1 or 0, got 'maybe'"):
+        load_dataset(ds, "test", data_dir=root)
+    assert not root.exists()
+
+
+def test_files_put_in_the_cache_by_hand_are_checked_then_recorded(root, monkeypatch):
+    forbid_network(monkeypatch)
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files)
+    (root / "tiny").mkdir(parents=True)
+    for f, data in files.items():
+        (root / "tiny" / f).write_bytes(data)
+    assert load_dataset(ds, "test", data_dir=root, offline=True)[0].shape == (6, 784)
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())["files"]
+    assert manifest["t10k-labels-idx1-ubyte.gz"]["sha256"] == hashlib.sha256(payloads["t10k-labels-idx1-ubyte.gz"]).hexdigest()
+    (root / "tiny" / IMAGES).write_bytes(gzip.compress(altered(payloads[IMAGES])))
+    with pytest.raises(DataError, match=rf"{IMAGES}: MD5 of the \.gz is .*, expected {ds.md5[IMAGES]}"):
+        load_dataset(ds, "train", data_dir=root, offline=True)
+
+
+def test_cache_folder_choice(tmp_path, monkeypatch):
+    assert cache_root(tmp_path / "given") == tmp_path / "given"
+    assert cache_root() == tmp_path / "user-cache"  # $BAREPROP_DATA, set by the fixture
+    monkeypatch.delenv("BAREPROP_DATA")
+    import platformdirs
+
+    assert cache_root() == Path(platformdirs.user_cache_dir("bareprop"))
+
+
+def test_altered_file_is_caught_and_download_repairs_it(server, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    download_dataset(ds, data_dir=root)
+    (root / "tiny" / LABELS).write_bytes(gzip.compress(altered(payloads[LABELS])))
+    with pytest.raises(DataError, match="SHA-256 of the decompressed data"):
+        load_dataset(ds, "train", data_dir=root)
+    download_dataset(ds, data_dir=root)
+    assert server.hits.count(f"/a/{LABELS}") == 2 and len(server.hits) == 5  # only the bad file again
+    assert load_dataset(ds, "train", data_dir=root)[1].tolist() == [i % 3 for i in range(12)]
+
+
+def test_import_copies_verified_files(tmp_path, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    source = tmp_path / "downloads"
+    source.mkdir()
+    for f, data in files.items():
+        (source / f).write_bytes(data)
+    ds = tiny_dataset(files)
+    assert import_dataset(ds, source, data_dir=root) == root / "tiny"
+    assert all((root / "tiny" / f).read_bytes() == files[f] for f in ALL_FILES)
+    assert "imported from" in json.loads((root / "tiny" / "manifest.json").read_text())["files"][LABELS]["source"]
+    assert load_dataset(ds, "train", data_dir=root, offline=True)[0].shape == (12, 784)
+
+
+def test_real_datasets_carry_their_classes_and_official_checksums():
+    assert DATASETS["mnist"].classes == tuple("0123456789") and DATASETS["mnist"].shipped
+    assert DATASETS["fashion-mnist"].classes[0] == "T-shirt/top" and DATASETS["fashion-mnist"].classes[9] == "Ankle boot"
+    assert len(DATASETS["kmnist"].classes) == 10
+    assert DATASETS["fashion-mnist"].md5[IMAGES] == "8d4fb7e6c68d591d4c3dfef9ec88bf0d"
+    assert DATASETS["kmnist"].md5["t10k-labels-idx1-ubyte.gz"] == "7320c461ea6c1c855c0b718fb2a4b134"
+    for ds in DATASETS.values():
+        assert sorted(ds.md5 or ds.sha256) == sorted(ALL_FILES)
+
+
+def test_shipped_mnist_verifies():
+    report = verify_dataset("mnist")
+    assert report["t10k-labels-idx1-ubyte.gz"]["sha256"].startswith("ff7bcfd4")
+
+
+# ---- every bad-input case, with the exact message docs/data.md gives it ------------------------------
+
+class Context:
+    def __init__(self, tmp_path, server, https):
+        self.tmp, self.server, self.https, self.root = tmp_path, server, https, tmp_path / "cache"
+
+    def download(self, payloads, name="tiny"):
+        """An action downloading a dataset whose official files are `payloads` (gzipped) from the loopback."""
+        files = gz(payloads)
+        ds = tiny_dataset(files, [self.server.serve(f"/{name}/", files)], name=name)
+        return lambda: download_dataset(ds, data_dir=self.root)
+
+    def cached(self, change):
+        """An action loading a downloaded dataset after change(folder, payloads) altered its cache."""
+        payloads = tiny_payloads()
+        files = gz(payloads)
+        ds = tiny_dataset(files, [self.server.serve("/c/", files)])
+        download_dataset(ds, data_dir=self.root)
+        change(self.root / "tiny", payloads)
+        return lambda: load_dataset(ds, "train", data_dir=self.root)
+
+    def importing(self, files, ds=None):
+        source = self.tmp / "downloads"
+        source.mkdir(exist_ok=True)
+        for f, data in files.items():
+            (source / f).write_bytes(data)
+        ds = ds or tiny_dataset(files)
+        return lambda: import_dataset(ds, source, data_dir=self.root)
+
+
+def with_file(name, payload):
+    return {**tiny_payloads(), name: payload}
+
+
+def labels_file(values):
+    return encode_idx(np.asarray(values, dtype=np.uint8))
+
+
+def case_md5(ctx):
+    files = gz(tiny_payloads())
+    return ctx.importing({**files, LABELS: gzip.compress(altered(tiny_payloads()[LABELS]))}, tiny_dataset(files))
+
+
+def case_payload_sha(ctx):
+    return ctx.cached(lambda d, p: (d / IMAGES).write_bytes(gzip.compress(altered(p[IMAGES], 500))))
+
+
+def case_truncated(ctx):
+    return ctx.cached(lambda d, p: (d / IMAGES).write_bytes((d / IMAGES).read_bytes()[:-100]))
+
+
+def case_corrupt(ctx):
+    def change(d, p):
+        data = bytearray((d / IMAGES).read_bytes())
+        data[-8] ^= 0xFF  # the CRC of the payload
+        (d / IMAGES).write_bytes(bytes(data))
+    return ctx.cached(change)
+
+
+def case_unwritable_cache(ctx):
+    ctx.root = ctx.tmp / "blocker"
+    ctx.root.write_text("a file, not a folder")
+    return ctx.download(tiny_payloads())
+
+
+def case_every_mirror(ctx):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [ctx.server.url("/gone/"), ctx.server.url("/also-gone/")])
+    return lambda: download_dataset(ds, data_dir=ctx.root)
+
+
+def case_https_to_http(ctx):
+    ds = tiny_dataset(gz(tiny_payloads()), [ctx.https.url("/down/")])
+    for f in ALL_FILES:
+        ctx.https.routes[f"/down/{f}"] = ("redirect", ctx.server.url(f"/plain/{f}"))
+    return lambda: download_dataset(ds, data_dir=ctx.root)
+
+
+def case_offline(ctx):
+    ds = tiny_dataset(gz(tiny_payloads()), ["http://127.0.0.1:9/"])
+    return lambda: load_dataset(ds, "train", data_dir=ctx.root, offline=True)
+
+
+def case_import_missing(ctx):
+    files = gz(tiny_payloads())
+    return ctx.importing({f: b for f, b in files.items() if f != LABELS}, tiny_dataset(files))
+
+
+def case_verify_missing(ctx):
+    ds = tiny_dataset(gz(tiny_payloads()))
+    return lambda: verify_dataset(ds, data_dir=ctx.root)
+
+
+BAD_INPUT = {
+    "`.gz` MD5 mismatch": case_md5,
+    "payload SHA-256 mismatch": case_payload_sha,
+    "truncated `.gz`": case_truncated,
+    "corrupt gzip stream": case_corrupt,
+    "wrong IDX magic": lambda ctx: ctx.download(with_file(IMAGES, b"\x01" + tiny_payloads()[IMAGES][1:])),
+    "wrong element type": lambda ctx: ctx.download(
+        with_file(IMAGES, encode_idx(np.zeros((12, 28, 28), dtype=np.int16)))),
+    "dimensions that disagree with the file's length": lambda ctx: ctx.download(
+        with_file(IMAGES, tiny_payloads()[IMAGES][:-784])),
+    "image and label counts that differ": lambda ctx: ctx.download(with_file(LABELS, labels_file([0, 1, 2] * 3))),
+    "a label outside the dataset's classes": lambda ctx: ctx.download(
+        with_file(LABELS, labels_file([0, 1, 2, 0, 1, 2, 0, 7, 2, 0, 1, 2]))),
+    "images that are not 28×28": lambda ctx: ctx.download(
+        with_file(IMAGES, encode_idx(np.zeros((12, 32, 32), dtype=np.uint8)))),
+    "an empty file": lambda ctx: ctx.importing({**gz(tiny_payloads()), LABELS: b""}),
+    "a folder where a file should be": lambda ctx: ctx.cached(lambda d, p: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())),
+    "a cache folder that cannot be written": case_unwritable_cache,
+    "every mirror failing": case_every_mirror,
+    "a redirect from https to plain http": case_https_to_http,
+    "a dataset missing, offline": case_offline,
+    "a file missing from the folder given to `data import`": case_import_missing,
+    "a dataset file missing at `data verify`": case_verify_missing,
+    "an unknown dataset name": lambda ctx: lambda: load_dataset("cifar-10", data_dir=ctx.root),
+}
+
+
+def docs_messages():
+    """case -> message template, from the table in docs/data.md."""
+    table = {}
+    for line in DOCS.read_text().splitlines():
+        m = re.fullmatch(r"\| (.+?) \| `(.+)` \|", line)
+        if m:
+            table[m.group(1)] = m.group(2)
+    return table
+
+
+def template_regex(template):
+    """`<anything>` in the docs stands for text that varies; everything else is literal."""
+    return "".join(".+" if part.startswith("<") else re.escape(part) for part in re.split(r"(<[^>]+>)", template))
+
+
+def test_docs_table_lists_exactly_the_tested_cases():
+    assert sorted(docs_messages()) == sorted(BAD_INPUT)
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_bad_input_gets_the_documented_one_line_error_and_changes_nothing(case, tmp_path, server, https):
+    ctx = Context(tmp_path, server, https)
+    action = BAD_INPUT[case](ctx)
+    before = snapshot(ctx.root)
+    with pytest.raises(DataError) as e:
+        action()
+    message = str(e.value)
+    assert "\n" not in message
+    assert re.fullmatch(template_regex(docs_messages()[case]), message), message
+    assert snapshot(ctx.root) == before
