@@ -1,10 +1,14 @@
 import gzip
+import tracemalloc
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from bareprop import IDXError, read_idx
 from bareprop.data import encode_idx, parse_idx
+from bareprop.data.idx import IDX_TYPES, decompress
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.int16, np.int32, np.float32, np.float64])
@@ -40,3 +44,101 @@ def test_hand_written_label_file(tmp_path):
 def test_bad_files_raise_idx_error(data, message):
     with pytest.raises(IDXError, match=message):
         parse_idx(data, name="f")
+
+
+# ---- what the datasets need: element type and shape, checked from the header ------------------------
+
+def test_expected_dtype_and_shape():
+    images = encode_idx(np.zeros((3, 28, 28), dtype=np.uint8))
+    assert parse_idx(images, "f", dtype=np.uint8, shape=(None, 28, 28)).shape == (3, 28, 28)
+    with pytest.raises(IDXError, match=r"^f: IDX element type 0x08 \(uint8\), expected 0x0b \(int16\)$"):
+        parse_idx(images, "f", dtype=np.int16)
+    with pytest.raises(IDXError, match=r"^f: dimensions \(3, 28, 28\), expected \(N, 32, 32\)$"):
+        parse_idx(images, "f", shape=(None, 32, 32))
+    with pytest.raises(IDXError, match=r"^f: dimensions \(3, 28, 28\), expected \(N,\)$"):
+        parse_idx(images, "f", shape=(None,))
+
+
+def test_huge_header_is_refused_before_allocating():
+    header = bytes([0, 0, 8, 3]) + np.asarray([10**9, 28, 28], dtype=">u4").tobytes()
+    for data in (header + bytes(1024), gzip.compress(header + bytes(1024))):
+        tracemalloc.start()
+        with pytest.raises(IDXError, match=r"need 784000000016 bytes, the file has 1040"):
+            parse_idx(data, "f")
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 1_000_000  # nothing near 784 GB, nor even 1 MB
+
+
+# ---- fuzzing: a valid array or IDXError, nothing else, and never more than the data holds ----------------
+
+def parse_or_refuse(data, **expect):
+    """parse_idx's only two outcomes: an array exactly as large as the data says, or IDXError."""
+    try:
+        array = parse_idx(data, "fuzz", **expect)
+    except IDXError as e:
+        assert str(e).startswith("fuzz: ") and "\n" not in str(e)
+        return None
+    payload = decompress(data)
+    assert 4 + 4 * array.ndim + array.nbytes == len(payload)
+    if expect.get("dtype") is not None:
+        assert array.dtype == np.dtype(expect["dtype"])
+    return array
+
+
+@st.composite
+def idx_files(draw):
+    """Valid IDX bytes (sometimes gzipped), of any element type and a small shape."""
+    code = draw(st.sampled_from(sorted(IDX_TYPES)))
+    shape = tuple(draw(st.lists(st.integers(0, 5), min_size=0, max_size=4)))
+    n = int(np.prod(shape, dtype=np.int64)) * IDX_TYPES[code].itemsize
+    data = encode_idx(np.frombuffer(draw(st.binary(min_size=n, max_size=n)), dtype=IDX_TYPES[code]).reshape(shape))
+    return gzip.compress(data, mtime=0) if draw(st.booleans()) else data
+
+
+@st.composite
+def mutated(draw):
+    """A valid file, then a few of: bytes overwritten, cut, inserted, appended."""
+    data = bytearray(draw(idx_files()))
+    for _ in range(draw(st.integers(1, 4))):
+        kind = draw(st.sampled_from(["set", "cut", "insert", "append"]))
+        at = draw(st.integers(0, max(len(data) - 1, 0)))
+        if kind == "set" and data:
+            data[at] = draw(st.integers(0, 255))
+        elif kind == "cut":
+            del data[at:at + draw(st.integers(1, 8))]
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=8))
+        else:
+            data += draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
+FUZZ = settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+
+
+@FUZZ
+@given(st.binary(max_size=300))
+def test_fuzz_random_bytes(data):
+    parse_or_refuse(data)
+    parse_or_refuse(b"\x1f\x8b" + data)  # gzip's magic, then anything
+
+
+@FUZZ
+@given(st.binary(min_size=4, max_size=4).map(lambda h: b"\0\0" + h[2:]), st.lists(st.integers(0, 2**32 - 1), max_size=4),
+       st.binary(max_size=64))
+def test_fuzz_headers(head, dims, body):
+    data = head[:3] + bytes([len(dims)]) + np.asarray(dims, dtype=">u4").tobytes() + body
+    parse_or_refuse(data)
+
+
+@FUZZ
+@given(idx_files())
+def test_valid_files_round_trip(data):
+    assert parse_or_refuse(data) is not None
+
+
+@FUZZ
+@given(mutated(), st.sampled_from([{}, {"dtype": np.uint8}, {"dtype": np.uint8, "shape": (None, 2, 3)}]))
+def test_fuzz_mutated_files(data, expect):
+    parse_or_refuse(data, **expect)
