@@ -67,7 +67,7 @@ def test_download_list_verify(tiny, server, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out.splitlines()[-2:] == ["tiny: OK, 4 files verified", f"tiny is in {root / 'tiny'}"]
     bars = {line.split()[0]: line for line in err.splitlines()}  # the progress bar: each file, its bytes
-    assert sorted(bars) == sorted(ALL_FILES) and "4.7/4.7 kB" in bars[LABELS] and "0:00:00" in bars[LABELS]
+    assert sorted(bars) == sorted(ALL_FILES) and "32/32 bytes" in bars[LABELS] and "0:00:00" in bars[LABELS]
     assert main(["data", "list", "--data-dir", str(root)]) == 0
     rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows["tiny"][1:3] == ["3", "4/4"] and rows["tiny"][5] == "verified" and rows["tiny"][6] == str(root / "tiny")
