@@ -93,8 +93,9 @@ def test_verify_catches_an_altered_file(tiny, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "NOT VERIFIED" in out and f"tiny: {path}: SHA-256" in out
     assert main(["data", "verify", "--data-dir", str(root)]) == 2  # all datasets: mnist OK, tiny not
-    out = capsys.readouterr().out
-    assert "mnist: OK, 4 files verified" in out and "fashion-mnist: not downloaded" in out and "SHA-256" in out
+    out, err = capsys.readouterr()
+    assert "mnist: OK, 4 files verified" in out and "fashion-mnist: not downloaded" in out
+    assert err == f"bareprop: error: {path}: SHA-256" + err.split("SHA-256", 1)[1] and err.count("\n") == 1
 
 
 def test_failed_download_exit_2_and_cache_untouched(tiny, server, tmp_path, capsys):

@@ -142,3 +142,19 @@ def test_valid_files_round_trip(data):
 @given(mutated(), st.sampled_from([{}, {"dtype": np.uint8}, {"dtype": np.uint8, "shape": (None, 2, 3)}]))
 def test_fuzz_mutated_files(data, expect):
     parse_or_refuse(data, **expect)
+
+
+def test_gzip_members_padding_and_bombs():
+    a = encode_idx(np.arange(3, dtype=np.uint8))
+    two_members = gzip.compress(a[:6], mtime=0) + gzip.compress(a[6:], mtime=0) + bytes(8)
+    np.testing.assert_array_equal(parse_idx(two_members, "f"), [0, 1, 2])  # as gzip itself reads it
+    with pytest.raises(IDXError, match=r"^f: corrupt gzip stream \(.*\)$"):
+        parse_idx(gzip.compress(a) + b"junk", "f")
+    bomb = gzip.compress(bytes(10_000_000))  # 10 kB that inflate to 10 MB
+    tracemalloc.start()
+    with pytest.raises(IDXError, match=r"^f: decompresses to more than 100000 bytes$"):
+        parse_idx(bomb, "f", limit=100_000)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000
+    assert len(decompress(bomb, "f", limit=10_000_000)) == 10_000_000

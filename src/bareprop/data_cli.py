@@ -4,6 +4,7 @@ Parsing and printing only; the work is in data/datasets.py. Errors are DataError
 main() prints as one line with exit code 2.
 """
 
+import sys
 from contextlib import contextmanager
 
 from .data.datasets import (ALL_FILES, DATASETS, DataError, dataset_folder, dataset_status, download_dataset,
@@ -91,7 +92,7 @@ def _verify(args):
         try:
             _print_verified(name, verify_dataset(name, data_dir=args.data_dir))
         except DataError as e:
-            print(f"bareprop: error: {e}")
+            print(f"bareprop: error: {e}", file=sys.stderr)
             failed = True
     return EXIT_DATA_ERROR if failed else 0
 

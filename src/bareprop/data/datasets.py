@@ -33,6 +33,7 @@ FILES = {  # split -> (images file, labels file), the same names across the fami
 ALL_FILES = FILES["train"] + FILES["test"]
 IMAGE_SIZE = 28
 MANIFEST = "manifest.json"
+MAX_PAYLOAD = 256 * 2**20  # bytes a file may inflate to (MNIST's largest is 47 MB): no gzip bombs
 
 
 @dataclass(frozen=True)
@@ -174,7 +175,7 @@ def _payload(ds, file, raw, name, manifest):
     the official MD5 of the .gz. Returns (payload, sha256)."""
     if not raw:
         raise IDXError(f"{name}: empty file (0 bytes)")
-    payload = decompress(raw, name)
+    payload = decompress(raw, name, MAX_PAYLOAD)
     expected = ds.sha256.get(file) or manifest.get(file, {}).get("sha256")
     if expected is None:
         digest = hashlib.md5(raw).hexdigest()
@@ -447,7 +448,7 @@ def import_dataset(name, source_dir, *, data_dir=None):
         raw = _read_bytes(path)
         if not raw:
             raise IDXError(f"{path}: empty file (0 bytes)")
-        decompress(raw, str(path))  # a truncated or corrupt stream is named as such, not just as a wrong MD5
+        decompress(raw, str(path), MAX_PAYLOAD)  # a truncated or corrupt stream is named as such, not just as a wrong MD5
         digest = hashlib.md5(raw).hexdigest()
         if digest != ds.md5[file]:
             raise _md5_error(str(path), digest, ds.md5[file])

@@ -4,8 +4,6 @@ Layout (big-endian): two zero bytes, one byte for the element type, one byte for
 the number of dimensions D, then D unsigned 32-bit sizes, then the data in C order.
 """
 
-import gzip
-import struct
 import zlib
 
 import numpy as np
@@ -28,34 +26,47 @@ class IDXError(DataError):
     """The bytes are not a valid IDX file (or a valid gzip of one), or not the one the caller needs."""
 
 
-def decompress(data, name="<bytes>"):
-    """Gunzip `data` if it starts with the gzip magic, else return it unchanged."""
+def decompress(data, name="<bytes>", limit=None):
+    """Gunzip `data` if it starts with the gzip magic, else return it unchanged.
+
+    limit, if given, is the most bytes the result may have: a small file that would inflate
+    beyond it (a "gzip bomb") is refused without being inflated further.
+    """
     if bytes(data[:2]) != GZIP_MAGIC:
         return data
-    try:
-        return gzip.decompress(data)
-    except EOFError:
-        raise IDXError(f"{name}: truncated gzip stream (the file ends before the compressed data does)") from None
-    except (OSError, zlib.error, struct.error) as e:
-        raise IDXError(f"{name}: corrupt gzip stream ({e})") from None
+    parts, size, rest = [], 0, bytes(data)
+    while rest.strip(b"\0"):  # one or more gzip members; zero padding after the last is allowed
+        member = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # checks the gzip header, CRC and length
+        try:
+            part = member.decompress(rest, 0 if limit is None else limit - size + 1)
+        except zlib.error as e:
+            raise IDXError(f"{name}: corrupt gzip stream ({e})") from None
+        size += len(part)
+        if limit is not None and size > limit:
+            raise IDXError(f"{name}: decompresses to more than {limit} bytes")
+        if not member.eof:
+            raise IDXError(f"{name}: truncated gzip stream (the file ends before the compressed data does)")
+        parts.append(part)
+        rest = member.unused_data
+    return b"".join(parts)
 
 
 def _type_name(code):
     return f"0x{code:02x} ({IDX_TYPES[code].newbyteorder('=').name})"
 
 
-def parse_idx(data, name="<bytes>", *, dtype=None, shape=None):
+def parse_idx(data, name="<bytes>", *, dtype=None, shape=None, limit=None):
     """Parse IDX bytes (raw or gzip) into a native-endian array.
 
     dtype, if given, is the element type the caller needs (np.uint8 for MNIST);
     shape, if given, the dimensions it needs, None where any size will do
     ((None, 28, 28) for MNIST images). Every header field is checked, against these
     and against the length of the data, before anything is allocated; any problem
-    raises IDXError naming `name`.
+    raises IDXError naming `name`. limit bounds the size of gzip's output (see decompress).
     """
     if len(data) == 0:
         raise IDXError(f"{name}: empty file (0 bytes)")
-    data = decompress(data, name)
+    data = decompress(data, name, limit)
     if len(data) < 4:
         raise IDXError(f"{name}: {len(data)} bytes is too short for an IDX header")
     if data[0] != 0 or data[1] != 0:
