@@ -428,3 +428,21 @@ def test_bad_input_gets_the_documented_one_line_error_and_changes_nothing(case, 
     assert "\n" not in message
     assert re.fullmatch(template_regex(docs_messages()[case]), message), message
     assert snapshot(ctx.root) == before
+
+
+def test_wrong_or_unreadable_manifest(server, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    download_dataset(ds, data_dir=root)
+    manifest = root / "tiny" / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["files"][LABELS]["sha256"] = "0" * 64  # a manifest that disagrees with a good file
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(DataError, match=f"{LABELS}: SHA-256 of the decompressed data is .*, expected 0{{64}}$"):
+        load_dataset(ds, "train", data_dir=root)
+    download_dataset(ds, data_dir=root)  # the file is fetched again, checked by its MD5, and recorded anew
+    assert json.loads(manifest.read_text())["files"][LABELS]["sha256"] == hashlib.sha256(payloads[LABELS]).hexdigest()
+    manifest.write_text("{not json")  # unreadable: every file is checked against its official MD5 instead
+    assert load_dataset(ds, "train", data_dir=root, offline=True)[0].shape == (12, 784)
+    assert json.loads(manifest.read_text())["files"][IMAGES]["source"] == "found in the cache"

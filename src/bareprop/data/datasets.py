@@ -345,8 +345,8 @@ def _install(ds, folder, stage, *, replace=False):
 
     stage(file, tmp_file) fills the open temporary file and returns (name for messages, source);
     it raises DataError when it cannot. Files already present and valid are kept unless `replace`.
-    On any failure,
-    every temporary file (and every folder this call created) is removed: the cache is as it was.
+    On any failure, every temporary file (and every folder this call created) is removed: the cache
+    is exactly as it was.
     """
     created = _make_folder(folder)
     manifest = _read_manifest(folder)
@@ -362,19 +362,24 @@ def _install(ds, folder, stage, *, replace=False):
                 name, source = stage(file, out)
             staged[file] = (Path(tmp), name, source)
         sources = {**_in_place(folder), **{f: (tmp, name) for f, (tmp, name, _) in staged.items()}}
+        known = {f: e for f, e in manifest.items() if f not in staged}  # new files: their MD5 decides
         facts = {}
         for split in SPLITS:
-            facts.update(_split_arrays(ds, split, sources, manifest)[2])
+            facts.update(_split_arrays(ds, split, sources, known)[2])
+        umask = os.umask(0)
+        os.umask(umask)
         for file, (tmp, _, _) in staged.items():
-            os.chmod(tmp, 0o644)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
             os.replace(tmp, folder / file)
-    except BaseException:
+        if staged:
+            _write_manifest(folder, ds, {f: {**facts[f], "source": src} for f, (_, _, src) in staged.items()})
+    except BaseException as e:
         for tmp, _, _ in staged.values():
             tmp.unlink(missing_ok=True)
         _remove_empty(created)
+        if isinstance(e, OSError):
+            raise DataError(f"cannot write to the cache folder {folder}: {e.strerror or e}") from None
         raise
-    if staged:
-        _write_manifest(folder, ds, {f: {**facts[f], "source": src} for f, (_, _, src) in staged.items()})
     return folder
 
 
