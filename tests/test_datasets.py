@@ -446,3 +446,28 @@ def test_wrong_or_unreadable_manifest(server, root):
     manifest.write_text("{not json")  # unreadable: every file is checked against its official MD5 instead
     assert load_dataset(ds, "train", data_dir=root, offline=True)[0].shape == (12, 784)
     assert json.loads(manifest.read_text())["files"][IMAGES]["source"] == "found in the cache"
+
+
+def test_https_certificates_are_checked(https, root, monkeypatch):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [https.serve("/tls/", files)])
+    monkeypatch.delenv("SSL_CERT_FILE")  # the test CA is no longer trusted
+    with pytest.raises(DataError, match=r"^tiny: every mirror failed for .*: .*CERTIFICATE_VERIFY_FAILED"):
+        download_dataset(ds, data_dir=root)
+    assert not root.exists()
+
+
+def test_interrupted_download_leaves_nothing(server, root):
+    files = gz(tiny_payloads(n_train=300))
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+
+    def interrupt(file, done, total):
+        if file == LABELS and done > 0:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the second file
+    with pytest.raises(KeyboardInterrupt):
+        download_dataset(ds, data_dir=root, progress=interrupt)
+    assert not root.exists()
+    (root / "tiny").mkdir(parents=True)  # and with the folder already there: it stays, empty
+    with pytest.raises(KeyboardInterrupt):
+        download_dataset(ds, data_dir=root, progress=interrupt)
+    assert list((root / "tiny").iterdir()) == []
