@@ -83,7 +83,8 @@ def test_download_verify_and_reuse_without_network(server, root, monkeypatch):
     forbid_network(monkeypatch)
     X_test, y_test = load_dataset(ds, "test", data_dir=root)
     assert X_test.shape == (6, 784) and y_test.tolist() == [0, 1, 2, 0, 1, 2]
-    assert load_dataset(ds, "train", data_dir=root)[0].shape == (12, 784)
+    X_raw = load_dataset(ds, "train", data_dir=root, dtype=np.uint8)[0]  # raw pixels, scaled batch by batch later
+    assert X_raw.dtype == np.uint8 and np.array_equal(X_raw, images)
     assert download_dataset(ds, data_dir=root) == root / "tiny"  # all there and valid: nothing fetched
     assert len(server.hits) == 4
 
