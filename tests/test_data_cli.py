@@ -43,7 +43,7 @@ def tiny(server, monkeypatch):
 
 def one_line_error(capsys, code, *args):
     assert main(list(args)) == code
-    out, err = capsys.readouterr()
+    err = capsys.readouterr().err
     last = err.splitlines()[-1]
     assert last.startswith("bareprop: error: ") and "Traceback" not in err
     return last

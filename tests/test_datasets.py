@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from loopback import CLASSES, Server, gz, like, tiny_dataset, tiny_payloads, tls_context
+from loopback import Server, gz, tiny_dataset, tiny_payloads, tls_context
 
 from bareprop import DATASETS, DataError, download_dataset, import_dataset, load_dataset, verify_dataset
 from bareprop.data import encode_idx
@@ -123,7 +123,7 @@ def test_failed_download_keeps_what_was_there(server, root):
     (root / "tiny" / LABELS).unlink()
     server.routes[f"/a/{LABELS}"] = 503
     before = snapshot(root)
-    with pytest.raises(DataError, match=f"HTTP 503"):
+    with pytest.raises(DataError, match="HTTP 503"):
         download_dataset(ds, data_dir=root)
     assert snapshot(root) == before
 

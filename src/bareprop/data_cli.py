@@ -7,8 +7,17 @@ main() prints as one line with exit code 2.
 import sys
 from contextlib import contextmanager
 
-from .data.datasets import (ALL_FILES, DATASETS, DataError, dataset_folder, dataset_status, download_dataset,
-                            get_dataset, import_dataset, verify_dataset)
+from .data.datasets import (
+    ALL_FILES,
+    DATASETS,
+    DataError,
+    dataset_folder,
+    dataset_status,
+    download_dataset,
+    get_dataset,
+    import_dataset,
+    verify_dataset,
+)
 
 EXIT_DATA_ERROR = 2
 
@@ -74,7 +83,7 @@ def _list(args):
 
 
 def _print_verified(name, report):
-    for file, facts in report.items():
+    for facts in report.values():
         print(f"OK  {facts['path']}  sha256 {facts['sha256']}")
     print(f"{name}: OK, {len(report)} files verified")
 

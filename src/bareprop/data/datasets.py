@@ -12,7 +12,6 @@ verified: a failed or interrupted download leaves the cache exactly as it was.
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from importlib import resources
@@ -466,5 +465,18 @@ def import_dataset(name, source_dir, *, data_dir=None):
     return _install(ds, folder, stage, replace=True)
 
 
-__all__ = ["DATASETS", "Dataset", "DataError", "IDXError", "cache_root", "dataset_folder", "dataset_status",
-           "download_dataset", "get_dataset", "import_dataset", "load_dataset", "load_folder", "verify_dataset"]
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Dataset",
+    "IDXError",
+    "cache_root",
+    "dataset_folder",
+    "dataset_status",
+    "download_dataset",
+    "get_dataset",
+    "import_dataset",
+    "load_dataset",
+    "load_folder",
+    "verify_dataset",
+]

@@ -26,4 +26,4 @@ def load_mnist(split="train", data_dir=None, dtype=np.float32):
     return load_folder(MNIST, split, data_dir, dtype)
 
 
-__all__ = ["CLASSES", "DataError", "SHA256", "load_mnist", "shipped_dir"]
+__all__ = ["CLASSES", "SHA256", "DataError", "load_mnist", "shipped_dir"]
