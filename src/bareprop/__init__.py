@@ -5,6 +5,7 @@ The public API is exactly the names below; everything else is private.
 
 from .data import (DATASETS, DataError, Dataset, IDXError, download_dataset, import_dataset, load_dataset,
                    load_mnist, read_idx, verify_dataset)
+from .gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
 from .init import xavier_uniform
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
@@ -17,13 +18,16 @@ __all__ = [
     "DATASETS",
     "DataError",
     "Dataset",
+    "GradcheckResult",
     "History",
     "IDXError",
     "Linear",
     "NeuralNet",
     "ReLU",
     "SoftmaxCrossEntropy",
+    "TensorCheck",
     "download_dataset",
+    "gradcheck",
     "import_dataset",
     "load_dataset",
     "load_mnist",
@@ -31,6 +35,7 @@ __all__ = [
     "one_hot",
     "read_idx",
     "softmax",
+    "torch_check",
     "train",
     "verify_dataset",
     "xavier_uniform",

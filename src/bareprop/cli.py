@@ -84,6 +84,7 @@ def build_parser():
     data.add_argument("--offline", action="store_true",
                       help="never open a connection (also BAREPROP_OFFLINE=1): a dataset not in the cache is an error")
     add_data_parser(commands)
+    _add_gradcheck_parser(commands)
     return parser
 
 
@@ -136,6 +137,66 @@ def run_train(config):
     print(f"test accuracy {history.test_acc[-1]:.4f}; results in {out.resolve()}")
 
 
+# --- bareprop gradcheck -----------------------------------------------------------------
+
+@dataclass
+class GradcheckConfig:
+    batch: int = 4
+    width: int = 5
+    seed: int = 0
+    torch: bool = True
+
+
+def _add_gradcheck_parser(commands):
+    d = GradcheckConfig()
+    check = commands.add_parser(
+        "gradcheck",
+        help="check every layer's backward pass against finite differences and PyTorch",
+        description="Check bp_input and bp_param of a small example of every registered layer and loss against "
+        "central finite differences in float64 and, if PyTorch is installed, against PyTorch autograd; print a "
+        "table of the errors. Exit code 1 if any check fails.",
+    )
+    check.add_argument("--batch", type=_positive(int), default=d.batch, help=f"rows of the random input (default {d.batch})")
+    check.add_argument("--width", type=_positive(int), default=d.width, help=f"columns of the random input (default {d.width})")
+    check.add_argument("--seed", type=int, default=d.seed, help=f"seed for the weights, inputs and upstream gradients (default {d.seed})")
+    check.add_argument("--no-torch", dest="torch", action="store_false", help="finite differences only; skip PyTorch")
+
+
+def gradcheck_table(results):
+    """One row per checked tensor: layer, check, tensor, max abs error, max rel error, ok."""
+    rows = [("layer", "check", "tensor", "max abs error", "max rel error", "ok")]
+    for result in results:
+        for c in result.checks:
+            rows.append((result.layer, result.reference, c.tensor, f"{c.max_abs:.2e}", f"{c.max_rel:.2e}",
+                         "ok" if c.ok else "FAIL"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def run_gradcheck(config):
+    """Print the table for every registered layer; return 1 if any check failed, else 0."""
+    import numpy as np
+
+    from .gradcheck import check_registered
+
+    with_torch = config.torch
+    if with_torch:
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            with_torch = False
+            print("PyTorch is not installed: checking against finite differences only (pip install torch for both)")
+    results = check_registered((config.batch, config.width), rng=np.random.default_rng(config.seed), with_torch=with_torch)
+    print(gradcheck_table(results))
+    failed = [r for r in results if not r.ok]
+    for result in failed:
+        print(result.message)
+    checks = sum(len(r.checks) for r in results)
+    failures = sum(len(r.failures) for r in results)
+    print(f"{failures} of {checks} checks failed" if failures else f"all {checks} checks passed")
+    return 1 if failures else 0
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
@@ -144,6 +205,8 @@ def main(argv=None):
             run_train(config)
         elif args.command == "data":
             return run_data(args)
+        elif args.command == "gradcheck":
+            return run_gradcheck(GradcheckConfig(**{k: v for k, v in vars(args).items() if k != "command"}))
     except (UsageError, DataError) as e:
         print(f"bareprop: error: {e}", file=sys.stderr)
         return EXIT_USAGE
