@@ -1,118 +1,88 @@
+"""Every registered layer and loss, in three tiers: shapes, finite differences in float64, PyTorch.
+
+The classes come from bareprop.gradcheck.REFERENCES, and the first test fails if bareprop exports a
+class with a bp_input that is not registered there: a new layer is checked as soon as it has its entry,
+with no new test code. Hypothesis chooses the shapes: batch size 1, width 1 and odd, non-square widths
+among them (Linear's output width is drawn from the same seed).
+"""
+
 import numpy as np
 import pytest
-import torch
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
-from bareprop import Linear, ReLU, SoftmaxCrossEntropy, one_hot
+import bareprop
+from bareprop import Linear, SoftmaxCrossEntropy, gradcheck, one_hot, torch_check
+from bareprop.gradcheck import REFERENCES
 
-from checks import analytic_grads, as_float64, numeric_grad, numeric_grads, torch_grads
-
-B, I, O = 3, 5, 4  # small, non-square: a transposed gradient has the wrong shape or values
-
-
-def rng():
-    return np.random.default_rng(1234)
-
-
-def make_input(shape, r):
-    X = r.normal(size=shape)
-    X[np.abs(X) < 1e-3] = 0.5  # keep ReLU's kink away from the finite-difference step
-    return X
+each_class = pytest.mark.parametrize("cls", list(REFERENCES), ids=lambda cls: cls.__name__)
+shapes = given(batch=st.integers(1, 6), width=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
+few = settings(max_examples=15, deadline=None)
 
 
-# PyTorch reference of each layer, from the same weights.
-TORCH = {
-    Linear: lambda X, W: torch.cat([X, torch.ones(X.shape[0], 1, dtype=X.dtype)], dim=1) @ W,
-    ReLU: lambda X, W: torch.relu(X),
-}
-LAYERS = [lambda: Linear(I, O, rng=rng()), lambda: ReLU()]
+def example_of(cls, width, seed):
+    """A small example of cls from its registry entry, and the generator it was drawn from."""
+    rng = np.random.default_rng(seed)
+    return REFERENCES[cls].build(width, rng), rng
 
 
-def out_width(layer):
-    return layer.out_features if isinstance(layer, Linear) else I
+def test_every_exported_layer_is_registered():
+    exported = [getattr(bareprop, name) for name in bareprop.__all__]
+    layers = [obj for obj in exported if isinstance(obj, type) and hasattr(obj, "bp_input")]
+    assert Linear in layers and SoftmaxCrossEntropy in layers  # the scan itself finds layers and losses
+    missing = [cls.__name__ for cls in layers if cls not in REFERENCES]
+    assert not missing, f"exported but not in bareprop.gradcheck.REFERENCES: {missing}"
 
 
-# --- tier 1: shapes -------------------------------------------------------------------
+# --- tier 1: shapes (and float32 stays float32) -------------------------------------------
 
-@pytest.mark.parametrize("make", LAYERS)
-def test_shapes(make):
-    layer = make()
-    X = rng().normal(size=(B, I)).astype(np.float32)
-    out = layer(X)
-    assert out.shape == (B, out_width(layer)) and out.dtype == np.float32
-    grad = np.ones_like(out)
-    assert layer.bp_input(grad).shape == (B, I)
+@each_class
+@few
+@shapes
+@example(batch=1, width=1, seed=0)
+def test_shapes(cls, batch, width, seed):
+    layer, rng = example_of(cls, width, seed)
+    X = rng.normal(size=(batch, width)).astype(np.float32)
+    targets = REFERENCES[cls].targets
+    if targets is None:
+        out = layer(X)  # (B, O)
+        grad = rng.normal(size=out.shape).astype(np.float32)  # (B, O)
+    else:
+        out, loss = layer(X, targets(X.shape, rng).astype(np.float32))  # (B, K), ()
+        assert np.shape(loss) == () and np.isfinite(loss)
+        grad = np.ones_like(X)  # (B, K), as NeuralNet calls it
+    assert out.ndim == 2 and out.shape[0] == batch and out.dtype == np.float32
+    dX = layer.bp_input(grad)
+    assert dX.shape == X.shape and dX.dtype == np.float32
     if hasattr(layer, "bp_param"):
-        assert layer.W.shape == (I + 1, O)
-        assert layer.bp_param(grad).shape == layer.W.shape
+        dW = layer.bp_param(grad)
+        assert dW.shape == layer.W.shape and dW.dtype == np.float32
 
 
-def test_loss_shapes():
-    X = rng().normal(size=(B, O)).astype(np.float32)
-    probs, loss = SoftmaxCrossEntropy()(X, one_hot(np.array([0, 3, 1]), O))
-    assert probs.shape == (B, O) and np.shape(loss) == ()
-    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-6)
+# --- tier 2: finite differences in float64 -----------------------------------------------
+
+@each_class
+@few
+@shapes
+@example(batch=1, width=1, seed=0)
+@example(batch=3, width=7, seed=1)
+def test_gradients_match_finite_differences(cls, batch, width, seed):
+    layer, rng = example_of(cls, width, seed)
+    result = gradcheck(layer, (batch, width), rng=rng)
+    assert result.ok, result.message
 
 
-# --- tier 2: finite differences in float64 -------------------------------------------
+# --- tier 3: PyTorch autograd as the oracle -----------------------------------------------
 
-@pytest.mark.parametrize("make", LAYERS)
-def test_gradients_match_finite_differences(make):
-    r = rng()
-    layer = as_float64(make())
-    X = make_input((B, I), r)
-    G = r.normal(size=(B, out_width(layer)))
-    dX, dW = analytic_grads(layer, X, G)
-    num_dX, num_dW = numeric_grads(layer, X, G)
-    np.testing.assert_allclose(dX, num_dX, rtol=1e-6, atol=1e-8)
-    if dW is not None:
-        np.testing.assert_allclose(dW, num_dW, rtol=1e-6, atol=1e-8)
-
-
-def test_softmax_cross_entropy_matches_finite_differences():
-    r = rng()
-    X = r.normal(size=(B, O))
-    Y = one_hot(np.array([2, 0, 3]), O, np.float64)
-    G = r.normal(size=(B, O))  # a random upstream gradient, per element
-    loss_layer = SoftmaxCrossEntropy()
-    loss_layer(X, Y)
-    dX = loss_layer.bp_input(G)
-    # bp_input's P - Y is the gradient of each example's own loss (the batch *sum*):
-    # d/dX of sum_b loss_b, with each logit's gradient scaled by G elementwise.
-    def summed_loss():
-        return float(-(Y * np.log(SoftmaxCrossEntropy()(X, Y)[0])).sum())
-    num = numeric_grad(summed_loss, X)
-    np.testing.assert_allclose(dX, num * G, rtol=1e-6, atol=1e-8)
-
-
-# --- tier 3: PyTorch autograd as the oracle -------------------------------------------
-
-@pytest.mark.parametrize("make", LAYERS)
-def test_gradients_match_pytorch(make):
-    r = rng()
-    layer = as_float64(make())
-    X = make_input((B, I), r)
-    G = r.normal(size=(B, out_width(layer)))
-    out, dX, dW = layer(X), *analytic_grads(layer, X, G)
-    t_out, t_dX, t_dW = torch_grads(TORCH[type(layer)], X, getattr(layer, "W", None), G)
-    np.testing.assert_allclose(out, t_out, rtol=1e-12, atol=1e-12)
-    np.testing.assert_allclose(dX, t_dX, rtol=1e-10, atol=1e-12)
-    if dW is not None:
-        np.testing.assert_allclose(dW, t_dW, rtol=1e-10, atol=1e-12)
-
-
-def test_softmax_cross_entropy_matches_pytorch():
-    r = rng()
-    X = r.normal(size=(B, O)) * 3
-    y = np.array([1, 3, 0])
-    probs, loss = SoftmaxCrossEntropy()(X, one_hot(y, O, np.float64))
-    Xt = torch.tensor(X, requires_grad=True)
-    t_loss = torch.nn.functional.cross_entropy(Xt, torch.tensor(y), reduction="sum")
-    t_loss.backward()
-    np.testing.assert_allclose(loss * B, t_loss.item(), rtol=1e-12)  # ours is the batch mean
-    np.testing.assert_allclose(probs, torch.softmax(Xt, dim=1).detach().numpy(), rtol=1e-12)
-    loss_layer = SoftmaxCrossEntropy()
-    loss_layer(X, one_hot(y, O, np.float64))
-    np.testing.assert_allclose(loss_layer.bp_input(np.ones((B, O))), Xt.grad.numpy(), rtol=1e-10, atol=1e-12)
+@each_class
+@few
+@shapes
+@example(batch=1, width=1, seed=0)
+@example(batch=5, width=3, seed=2)
+def test_forward_and_gradients_match_pytorch(cls, batch, width, seed):
+    layer, rng = example_of(cls, width, seed)
+    result = torch_check(layer, (batch, width), rng=rng)
+    assert result.ok, result.message
 
 
 # --- numerical stability and shape errors ---------------------------------------------
@@ -127,7 +97,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 
 
 def test_linear_rejects_wrong_width_naming_layer_and_shapes():
-    layer = Linear(5, 3, rng=rng())
+    layer = Linear(5, 3, rng=np.random.default_rng(1234))
     with pytest.raises(ValueError, match=r"Linear\(5, 3\).*\(B, 5\).*\(4, 6\)"):
         layer(np.zeros((4, 6), np.float32))
 

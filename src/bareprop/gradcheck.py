@@ -143,10 +143,15 @@ def _input(inputs, rng):  # a shape (B, I) or an array -> float64 (B, I)
     return np.array(inputs, dtype=np.float64)  # a copy: the caller's array is never changed
 
 
+def _reference(layer):
+    """The registry entry of the layer's class or, failing that, of the nearest registered base class."""
+    return next((REFERENCES[cls] for cls in type(layer).__mro__ if cls in REFERENCES), None)
+
+
 def _targets(layer, X, targets, rng):
     """Float64 targets if `layer` is a loss (targets given, or a registered loss), else None."""
     if targets is None:
-        reference = REFERENCES.get(type(layer))
+        reference = _reference(layer)
         if reference is None or reference.targets is None:
             return None
         targets = reference.targets(X.shape, rng)
@@ -188,7 +193,8 @@ def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, ato
     layer:   any object with __call__ and bp_input (and, if it has weights W, bp_param); float32 is fine,
              a float64 copy is checked and `layer` itself is left as it was.
     inputs:  a shape (B, I) — X is then drawn from rng, every element kept at least 1e-3 from 0 — or an array.
-    targets: for a loss, called as layer(X, Y): the targets Y. A registered loss draws its own if omitted.
+    targets: for a loss, called as layer(X, Y): the targets Y. A registered loss (or a subclass of one)
+             draws its own if omitted.
     rng:     the generator for X, the upstream gradient G and targets; default np.random.default_rng(0).
 
     Returns a GradcheckResult with one TensorCheck for dX (and one for dW).
@@ -222,13 +228,13 @@ def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
 
     torch_forward: the PyTorch version, called as in the registry (see the module docstring):
                    torch_forward(layer, X, W) -> out, or for a loss torch_forward(loss, X, Y) -> (out, sum).
-                   Defaults to the registry's entry for type(layer).
+                   Defaults to the registry's entry for the layer's class (or its nearest registered base).
     Values (out, loss) are compared with rtol_values / atol_values, gradients (dX, dW) with
     rtol_grads / atol_grads. The other arguments are as for gradcheck.
     """
     import torch
 
-    reference = REFERENCES.get(type(layer))
+    reference = _reference(layer)
     if torch_forward is None:
         if reference is None:
             raise ValueError(f"{layer!r}: no PyTorch reference for {type(layer).__name__}: pass torch_forward= "

@@ -1,0 +1,165 @@
+"""The harness itself: it checks float32 layers through float64 copies, and it catches broken layers.
+
+Each deliberately broken layer below is a subclass with one bug in its backward pass; the harness must
+report that bug, naming the layer, the tensor and the worst element, against finite differences and
+against PyTorch (a subclass is checked with its base class's registry entry).
+"""
+
+import numpy as np
+import pytest
+
+import bareprop
+from bareprop import Linear, ReLU, SoftmaxCrossEntropy, gradcheck, one_hot, torch_check
+
+
+class TransposedLinear(Linear):
+    def __repr__(self):
+        return f"TransposedLinear({self.in_features}, {self.out_features})"
+
+    def bp_param(self, grad):  # bug: the weight gradient transposed
+        return (self.X.T @ grad).T  # (O, I+1)
+
+
+class MasklessReLU(ReLU):
+    def bp_input(self, grad):  # bug: the mask is missing
+        return grad
+
+
+class DoubledSoftmaxCrossEntropy(SoftmaxCrossEntropy):
+    def bp_input(self, grad):  # bug: 2 (P - Y), as from a loss written with a stray factor of 2
+        return 2 * (self.P - self.Y) * grad
+
+
+class BiasRowDroppedLinear(Linear):
+    def bp_param(self, grad):  # bug: the bias row (the ones column of X) left out
+        return self.X[:, :-1].T @ grad  # (I, O), not (I+1, O)
+
+
+class ZeroBiasLinear(Linear):
+    def bp_param(self, grad):  # bug: the bias row dropped and padded back as zeros, so the shape is right
+        dW = self.X.T @ grad  # (I+1, O)
+        dW[-1] = 0
+        return dW
+
+
+def rng():
+    return np.random.default_rng(7)
+
+
+def both_checks(layer, inputs, **kwargs):
+    return gradcheck(layer, inputs, rng=rng(), **kwargs), torch_check(layer, inputs, rng=rng(), **kwargs)
+
+
+def test_float32_layer_is_checked_through_a_float64_copy_and_left_as_it_was():
+    layer = Linear(5, 3, rng=rng())
+    W = layer.W.copy()
+    result = bareprop.gradcheck(layer, (4, 5))
+    assert isinstance(result, bareprop.GradcheckResult)
+    assert result.ok and result.message == ""
+    assert [c.tensor for c in result.checks] == ["dX", "dW"]
+    assert all(c.max_abs < 1e-8 for c in result.checks)  # far beyond what float32 differences could give
+    assert layer.W.dtype == np.float32 and np.array_equal(layer.W, W) and not hasattr(layer, "X")
+
+
+def test_an_input_array_is_used_as_given_and_not_changed():
+    X = np.linspace(-1, 1, 12).reshape(3, 4)
+    before = X.copy()
+    assert gradcheck(ReLU(), X).ok
+    np.testing.assert_array_equal(X, before)
+
+
+@pytest.mark.parametrize("inputs", [(4, 4), (3, 6)], ids=["square W", "non-square W"])
+def test_transposed_weight_gradient_is_caught(inputs):
+    layer = TransposedLinear(inputs[1], 5, rng=rng())  # W is (5, 5), then (7, 5)
+    for result in both_checks(layer, inputs):
+        assert not result.ok
+        assert [c.tensor for c in result.failures] == ["dW"]
+        assert result.message.startswith(f"TransposedLinear({inputs[1]}, 5): dW ")
+        if inputs == (4, 4):  # right shape, wrong values: the worst element is named
+            assert "is wrong at [" in result.message
+            worst = result.failures[0]
+            assert worst.got != pytest.approx(worst.expected)
+        else:
+            assert "shape (5, 7), expected (7, 5)" in result.message
+
+
+def test_missing_relu_mask_is_caught_where_the_input_is_negative():
+    X = np.array([[1.0, -2.0, 0.5], [-0.3, 2.0, -1.0]])
+    for result in both_checks(MasklessReLU(), X):
+        assert not result.ok and [c.tensor for c in result.failures] == ["dX"]
+        worst = result.failures[0]
+        assert X[worst.worst] < 0  # only where the unit is off can a missing mask be wrong
+        assert worst.expected == 0 and worst.got != 0
+        assert f"ReLU(): dX is wrong at [{worst.worst[0]}, {worst.worst[1]}]" in result.message
+
+
+def test_doubled_softmax_cross_entropy_gradient_is_caught():
+    for result in both_checks(DoubledSoftmaxCrossEntropy(), (4, 3)):
+        assert not result.ok and [c.tensor for c in result.failures] == ["dX"]
+        worst = result.failures[0]
+        assert worst.got == pytest.approx(2 * worst.expected, rel=1e-5)
+        assert "SoftmaxCrossEntropy(): dX is wrong at [" in result.message
+
+
+def test_dropped_bias_row_is_caught():
+    for result in both_checks(BiasRowDroppedLinear(4, 3, rng=rng()), (5, 4)):
+        assert not result.ok and [c.tensor for c in result.failures] == ["dW"]
+        assert "dW against" in result.message and "shape (4, 3), expected (5, 3)" in result.message
+    for result in both_checks(ZeroBiasLinear(4, 3, rng=rng()), (5, 4)):
+        assert not result.ok and [c.tensor for c in result.failures] == ["dW"]
+        worst = result.failures[0]
+        assert worst.worst[0] == 4 and worst.got == 0  # the bias row, where the gradient was zeroed
+
+
+def test_failure_message_names_layer_tensor_element_and_both_values():
+    result = gradcheck(MasklessReLU(), np.array([[-1.0, 2.0]]), rng=rng())
+    (check,) = result.failures
+    assert result.message == (f"ReLU(): dX is wrong at [0, 0]: analytic {check.got:.8g} vs numeric 0 "
+                              f"(max abs error {check.max_abs:.3g}, max rel error 1)")
+    assert str(result) == result.message
+    assert "bareprop" in torch_check(MasklessReLU(), np.array([[-1.0, 2.0]])).message  # vs PyTorch
+
+
+def test_a_backward_pass_that_raises_is_a_failed_check():
+    class Broken(Linear):
+        def bp_input(self, grad):
+            return grad @ self.W[:-1]  # transposed: (B, O) @ (I, O) does not fit
+
+    result = gradcheck(Broken(4, 3, rng=rng()), (2, 4))
+    assert not result.ok and [c.tensor for c in result.failures] == ["dX"]
+    assert "bp_input raised ValueError" in result.message
+
+
+def test_nan_gradient_fails():
+    class NaNReLU(ReLU):
+        def bp_input(self, grad):
+            return grad * np.nan
+
+    result = gradcheck(NaNReLU(), (2, 3))
+    assert not result.ok and np.isnan(result.failures[0].max_abs)
+
+
+def test_softmax_cross_entropy_gives_p_minus_y_only_for_targets_summing_to_one():
+    Y = one_hot(np.array([0, 2, 1]), 3, np.float64)
+    smoothed = 0.9 * Y + 0.1 / 3  # label smoothing: each row still sums to 1
+    assert gradcheck(SoftmaxCrossEntropy(), (3, 3), targets=smoothed).ok
+    assert torch_check(SoftmaxCrossEntropy(), (3, 3), targets=smoothed).ok
+    assert not gradcheck(SoftmaxCrossEntropy(), (3, 3), targets=2 * Y).ok  # rows sum to 2: P - Y is wrong
+
+
+def test_an_unregistered_layer_needs_its_own_torch_forward():
+    class Square:
+        def __repr__(self):
+            return "Square()"
+
+        def __call__(self, X):  # (B, I) -> (B, I)
+            self.X = X  # (B, I), kept for bp_input
+            return X * X
+
+        def bp_input(self, grad):  # (B, I) -> (B, I)
+            return 2 * self.X * grad
+
+    assert gradcheck(Square(), (3, 2)).ok
+    with pytest.raises(ValueError, match=r"Square\(\): no PyTorch reference for Square"):
+        torch_check(Square(), (3, 2))
+    assert torch_check(Square(), (3, 2), torch_forward=lambda layer, X, W: X**2).ok
