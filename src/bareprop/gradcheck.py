@@ -136,7 +136,7 @@ def _float64_copy(layer):
 
 
 def _input(inputs, rng):  # a shape (B, I) or an array -> float64 (B, I)
-    if isinstance(inputs, tuple):
+    if np.ndim(inputs) == 1:  # a shape: layers take 2-D inputs, so a flat sequence can only be one
         X = rng.normal(size=inputs)  # (B, I)
         X[np.abs(X) < 1e-3] = 0.5  # keep every element off a kink at 0 (ReLU) by far more than the step
         return X

@@ -1,0 +1,40 @@
+"""The Python examples in the docs run, as written, each page in a fresh interpreter."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def python_blocks(page):
+    return re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+
+
+@pytest.mark.parametrize("page", ["adding-a-layer.md"])
+def test_examples_run(page):
+    blocks = python_blocks(page)
+    assert len(blocks) >= 4  # the page still has its examples
+    result = subprocess.run([sys.executable, "-c", "\n".join(blocks)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Softplus(): dX agree with finite differences" in result.stdout
+    assert "Softplus(): dX is wrong at [" in result.stdout
+
+
+def test_derivations_link_to_files_that_exist():
+    text = (DOCS / "derivations.md").read_text() + (DOCS / "adding-a-layer.md").read_text()
+    links = re.findall(r"\]\(([^)#]+)\)", text)
+    assert any(link.startswith("../src/bareprop/") for link in links)
+    for link in links:
+        assert (DOCS / link).exists(), link
+
+
+def test_every_registered_layer_has_its_derivation():
+    from bareprop.gradcheck import REFERENCES
+
+    headings = set(re.findall(r"^## (\w+)$", (DOCS / "derivations.md").read_text(), re.M))
+    missing = [cls.__name__ for cls in REFERENCES if cls.__name__ not in headings]
+    assert not missing, f"docs/derivations.md has no '## Name' section for {missing} (see docs/adding-a-layer.md)"
