@@ -84,7 +84,8 @@ def test_one_epoch_in_float64_matches_pytorch_step_by_step(mnist):
     assert theirs[-1] < theirs[0] / 3  # it did learn: these are not two untrained nets
     for W, W_torch in zip(net.params(), torch_weights(model)):
         np.testing.assert_allclose(W, W_torch, rtol=0, atol=1e-8)
-    # The same epoch through bareprop.train() gives these very weights, bit for bit.
+    # The same epoch through bareprop.train() (its private fast path, when it applies) gives these very
+    # weights, bit for bit.
     again = NeuralNet(SIZES, lr=LR, rng=np.random.default_rng(0), dtype=np.float64)
     history = train(again, X, y, epochs=1, batch_size=BATCH, rng=train_rng)
     for W, W_again in zip(net.params(), again.params()):
