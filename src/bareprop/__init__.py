@@ -9,6 +9,7 @@ from .gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
 from .init import xavier_uniform
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+from .modelfile import ModelFileError, load
 from .net import NeuralNet, one_hot
 from .train import History, train
 
@@ -22,6 +23,7 @@ __all__ = [
     "History",
     "IDXError",
     "Linear",
+    "ModelFileError",
     "NeuralNet",
     "ReLU",
     "SoftmaxCrossEntropy",
@@ -29,6 +31,7 @@ __all__ = [
     "download_dataset",
     "gradcheck",
     "import_dataset",
+    "load",
     "load_dataset",
     "load_mnist",
     "log_softmax",

@@ -170,8 +170,9 @@ class FastSGD:
             total_loss += -float(log_P[np.arange(len(yc)), yc].sum())  # cross-entropy of the true classes
         return correct / len(X), total_loss / len(X)
 
-    def epoch(self, X, y, epoch_batches):
-        """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does."""
+    def epoch(self, X, y, epoch_batches, on_step=None):
+        """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does.
+        on_step(i, batch_loss, batch_acc), if given, is called after each step."""
         K = self.Ws[-1].shape[1]
         sizes = [len(idx) for idx in epoch_batches]
         ends = np.cumsum(sizes)  # (n_batches,)
@@ -181,8 +182,10 @@ class FastSGD:
         flat = row_in_batch * K + labels  # (N,) index of the true class in each batch's flat logits
         picked = np.empty(len(labels), self.Ws[0].dtype)  # (N,) log P(true class), in batch order
         predicted = np.empty(len(labels), np.intp)  # (N,)
-        for idx, s, e in zip(epoch_batches, starts.tolist(), ends.tolist()):
+        for i, (idx, s, e) in enumerate(zip(epoch_batches, starts.tolist(), ends.tolist())):
             self.step(X, idx, flat[s:e], picked[s:e], predicted[s:e])
+            if on_step is not None:
+                on_step(i, -picked[s:e].mean(), (predicted[s:e] == labels[s:e]).mean())
         loss, correct = 0.0, 0.0
         for s, e in zip(starts.tolist(), ends.tolist()):  # per-batch means, as train() forms them
             loss += -picked[s:e].mean() / len(epoch_batches)

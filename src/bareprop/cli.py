@@ -52,6 +52,9 @@ class TrainConfig:
     offline: bool = False
 
 
+NOT_REPEATED = ("output", "data_dir", "offline")  # where this run goes and finds its data: not taken by --config
+
+
 def build_parser():
     parser = _Parser(
         prog="bareprop",
@@ -85,7 +88,32 @@ def build_parser():
                       help="never open a connection (also BAREPROP_OFFLINE=1): a dataset not in the cache is an error")
     add_data_parser(commands)
     _add_gradcheck_parser(commands)
+    train.add_argument("--config", metavar="RUN_JSON", dest="config_file", default=None,
+                       help="repeat a run: take every setting from a run.json that `bareprop train` wrote "
+                       "(flags given as well override it; the output folder is new)")
+    parser.commands = commands
     return parser
+
+
+def _with_config(parser, argv, path):
+    """Parse argv again with the settings of a run.json as the train command's defaults,
+    so that the file overrides the built-in defaults and explicit flags override the file."""
+    from .manifest import ManifestError, read_config
+
+    train = parser.commands.choices["train"]
+    try:
+        config = read_config(path, asdict(TrainConfig()))
+    except ManifestError as e:
+        raise UsageError(str(e)) from None
+    for action in train._actions:  # the same checks as on the command line
+        value = config.get(action.dest)
+        if action.type is not None and value is not None:
+            try:
+                action.type(str(value))
+            except argparse.ArgumentTypeError as e:
+                raise UsageError(f"{path}: setting {action.dest}: {e}") from None
+    train.set_defaults(**{k: v for k, v in config.items() if k not in NOT_REPEATED})
+    return parser.parse_args(argv)
 
 
 def _prepare_output(path):
@@ -115,6 +143,7 @@ def run_train(config):
 
     from .data import load_dataset
     from .files import atomic_write
+    from .manifest import build_manifest, dataset_sha256
     from .net import NeuralNet
     from .train import train
 
@@ -124,12 +153,17 @@ def run_train(config):
         X, y = load_dataset(config.dataset, "train", progress=progress, **where)
         X_test, y_test = load_dataset(config.dataset, "test", progress=progress, **where)
     classes = DATASETS[config.dataset].classes
+    start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
     history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
                     X_test=X_test, y_test=y_test, on_epoch=lambda h: print(epoch_line(h), flush=True))
+    seconds = time.perf_counter() - start
+    net.save(out / "model.npz")
     record = {"config": asdict(config), "classes": list(classes), "history": history.to_dict()}
     atomic_write(out / "history.json", json.dumps(record, indent=2).encode())
+    manifest = build_manifest(asdict(config), history, seconds, dataset_sha256(config.dataset, config.data_dir))
+    atomic_write(out / "run.json", json.dumps(manifest, indent=2).encode())
     if config.plot:
         from .plot import history_chart, save_chart
 
@@ -198,10 +232,13 @@ def run_gradcheck(config):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "train":
-            config = TrainConfig(**{k: v for k, v in vars(args).items() if k != "command"})
+            if args.config_file is not None:
+                args = _with_config(parser, argv, args.config_file)
+            config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
             run_train(config)
         elif args.command == "data":
             return run_data(args)

@@ -102,6 +102,12 @@ class NeuralNet:
         for W, dW in zip(self.params(), self.backprop()):
             W -= self.lr * dW  # W.shape
 
+    def save(self, path):
+        """Write the weights and a JSON spec of the architecture to `path` (.npz); bareprop.load reads it."""
+        from .modelfile import save
+
+        save(self, path)
+
     # --- inference: pure, touches no training state -------------------------------
 
     def predict_proba(self, X):  # (B, I) -> (B, K)

@@ -18,13 +18,15 @@ class History:
     test_loss: list = field(default_factory=list)
     test_acc: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
+    weight_norm: list = field(default_factory=list)  # per epoch: the norm of each weight matrix after the epoch
+    grad_norm: list = field(default_factory=list)  # per epoch: each gradient's norm on the epoch's first batch, per example
 
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{k: list(d[k]) for k in cls.__dataclass_fields__})
+        return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
 
 
 def batches(n, batch_size, rng):
@@ -33,12 +35,22 @@ def batches(n, batch_size, rng):
     return [order[i:i + batch_size] for i in range(0, n, batch_size)]
 
 
-def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, fast=True):
+def gradient_norms(net, X, y):
+    """The norm of each weight gradient on the batch (X, y), divided by its size (the gradient is
+    summed over the batch). Runs the readable layers; the weights are left as they were."""
+    net.evaluate(X, y)
+    return [float(np.linalg.norm(dW)) / len(X) for dW in net.backprop()]
+
+
+def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, fast=True,
+          on_batch=None):
     """Train `net` with minibatch SGD (reshuffled every epoch) and return its History.
 
     X is (N, I) floats, or uint8 pixel values 0..255 that are scaled to [0, 1] batch by
     batch. After each epoch the test set, if given, is scored without touching training
     state, and on_epoch(history), if given, is called (the CLI prints from there).
+    After each batch, on_batch(history, batch, n_batches, batch_loss, batch_acc), if
+    given, is called with the history of the epochs before (a progress bar's hook).
 
     The loop below is the reference. When fast=True and the net is one the private fast
     path knows (the post's Linear/ReLU nets with plain SGD), each epoch runs there instead:
@@ -56,21 +68,28 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     for epoch in range(epochs):
         start = time.perf_counter()
         epoch_batches = batches(len(X), batch_size, rng)
+        step_hook = None if on_batch is None else lambda i, loss, acc: on_batch(history, i, len(epoch_batches), loss, acc)
         with _fast.blas_threads_for(net, batch_size):  # the same threads for both paths: same bits
+            first = epoch_batches[0]
+            grad_norm = gradient_norms(net, X[first], y[first])  # for the record: one extra batch per epoch
             if fast_sgd is not None:
-                loss, correct = fast_sgd.epoch(X, y, epoch_batches)
+                loss, correct = fast_sgd.epoch(X, y, epoch_batches, on_step=step_hook)
             else:
                 loss, correct = 0.0, 0.0
-                for idx in epoch_batches:
+                for i, idx in enumerate(epoch_batches):
                     _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])
                     net.gradient_descent()
                     correct += batch_correct / len(epoch_batches)
                     loss += batch_loss / len(epoch_batches)
+                    if step_hook is not None:
+                        step_hook(i, batch_loss, batch_correct)
         seconds = time.perf_counter() - start
         history.epoch.append(epoch)
         history.train_loss.append(float(loss))
         history.train_acc.append(float(correct))
         history.seconds.append(seconds)
+        history.weight_norm.append([float(np.linalg.norm(W)) for W in net.params()])
+        history.grad_norm.append(grad_norm)
         if X_test is not None:
             with _fast.blas_threads_for(net, 1000):  # score()'s chunks of 1000 rows
                 scorer = fast_sgd if fast_sgd is not None else net

@@ -1,0 +1,136 @@
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+
+import bareprop as bp
+from bareprop.modelfile import net_spec
+
+
+def trained_net(dtype=np.float32, sizes=(6, 5, 4, 3)):
+    r = np.random.default_rng(0)
+    net = bp.NeuralNet(sizes, lr=0.0125, rng=r, dtype=dtype)
+    X = r.normal(size=(40, sizes[0])).astype(dtype)
+    y = r.integers(0, sizes[-1], size=40)
+    bp.train(net, X, y, epochs=2, batch_size=8, rng=r)
+    return net, X
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_save_then_load_round_trips_bit_for_bit(tmp_path, dtype):
+    net, X = trained_net(dtype)
+    path = tmp_path / "model.npz"
+    net.save(path)
+    loaded = bp.load(path)
+    assert loaded.sizes == net.sizes and loaded.lr == net.lr and loaded.dtype == net.dtype
+    assert repr(loaded) == repr(net)
+    for a, b in zip(net.params(), loaded.params()):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(net.predict_proba(X), loaded.predict_proba(X))
+    assert [f for f in os.listdir(tmp_path)] == ["model.npz"]  # no temporary file left behind
+
+
+def test_the_spec_is_a_list_of_layer_specs(tmp_path):
+    net, _ = trained_net()
+    net.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        spec = json.loads(str(archive["spec"]))
+        assert sorted(archive.files) == ["layers.0.W", "layers.2.W", "layers.4.W", "spec"]
+    assert spec == net_spec(net)
+    assert spec["format"] == "bareprop-model" and spec["version"] == 1
+    assert spec["layers"] == [{"type": "Linear", "in": 6, "out": 5}, {"type": "ReLU"},
+                              {"type": "Linear", "in": 5, "out": 4}, {"type": "ReLU"},
+                              {"type": "Linear", "in": 4, "out": 3}]
+
+
+def write_npz(path, arrays, spec_changes=None, spec=None):
+    """An .npz file like save() writes, from the given arrays and an edited spec."""
+    if spec is None:
+        net, _ = trained_net()
+        spec = net_spec(net)
+        spec.update(spec_changes or {})
+    buffer = io.BytesIO()
+    np.savez(buffer, spec=np.array(json.dumps(spec)), **arrays)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def good_arrays():
+    net, _ = trained_net()
+    return {f"layers.{i}.W": layer.W for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
+
+
+def test_the_control_file_loads(tmp_path):
+    """The helper above writes a valid file: every case below fails because of its one change."""
+    assert bp.load(write_npz(tmp_path / "ok.npz", good_arrays())).sizes == (6, 5, 4, 3)
+
+
+def bad_cases(tmp_path):
+    arrays = good_arrays()
+    yield "pickled", "array layers.0.W holds pickled objects", write_npz(
+        tmp_path / "pickled.npz", {**arrays, "layers.0.W": np.array([{"a": 1}, None], dtype=object)})
+    yield "version", "format version 2 is not supported", write_npz(tmp_path / "v2.npz", arrays, {"version": 2})
+    yield "format", "not a bareprop model file", write_npz(tmp_path / "fmt.npz", arrays, {"format": "other"})
+    del_one = dict(arrays)
+    del del_one["layers.2.W"]
+    yield "missing", "missing array layers.2.W", write_npz(tmp_path / "missing.npz", del_one)
+    yield "extra", "unexpected array layers.9.W", write_npz(
+        tmp_path / "extra.npz", {**arrays, "layers.9.W": np.zeros((2, 2), np.float32)})
+    yield "shape", "array layers.2.W has shape (5, 4), the spec says (6, 4)", write_npz(
+        tmp_path / "shape.npz", {**arrays, "layers.2.W": arrays["layers.2.W"][:-1]})
+    yield "dtype", "array layers.0.W has dtype float64, the spec says float32", write_npz(
+        tmp_path / "dtype.npz", {**arrays, "layers.0.W": arrays["layers.0.W"].astype(np.float64)})
+    for name, value in [("nan", np.nan), ("inf", -np.inf)]:
+        W = arrays["layers.4.W"].copy()
+        W[1, 2] = value
+        yield name, "array layers.4.W holds NaN or infinite values", write_npz(
+            tmp_path / f"{name}.npz", {**arrays, "layers.4.W": W})
+    np.savez(tmp_path / "nospec.npz", **arrays)
+    yield "no spec", "no 'spec' array", tmp_path / "nospec.npz"
+    np.savez(tmp_path / "json.npz", spec=np.array("{not json"), **arrays)
+    yield "bad json", "the spec is not valid JSON", tmp_path / "json.npz"
+    yield "layer type", "not a network this bareprop can build", write_npz(
+        tmp_path / "type.npz", arrays, {"layers": [{"type": "Linear", "in": 6, "out": 5}, {"type": "Tanh"},
+                                                   {"type": "Linear", "in": 5, "out": 4}, {"type": "ReLU"},
+                                                   {"type": "Linear", "in": 4, "out": 3}]})
+    yield "sizes", "do not give positive integer sizes", write_npz(
+        tmp_path / "sizes.npz", arrays, {"layers": [{"type": "Linear", "in": "six", "out": 5}]})
+    good = write_npz(tmp_path / "good.npz", arrays).read_bytes()
+    for cut in [len(good) // 3, len(good) - 10]:
+        (tmp_path / f"cut{cut}.npz").write_bytes(good[:cut])
+        yield f"truncated at {cut}", "truncated or damaged archive", tmp_path / f"cut{cut}.npz"
+    (tmp_path / "text.npz").write_text("hello")
+    yield "not zip", "not a model file (.npz archive)", tmp_path / "text.npz"
+    yield "absent", "cannot read (No such file or directory)", tmp_path / "absent.npz"
+
+
+def test_every_bad_file_is_a_one_line_error_naming_file_and_problem(tmp_path):
+    cases = list(bad_cases(tmp_path))
+    assert len(cases) == 17
+    for name, problem, path in cases:
+        with pytest.raises(bp.ModelFileError) as caught:
+            bp.load(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path}: ") and problem in message and "\n" not in message, (name, message)
+
+
+def test_save_refuses_a_layer_it_cannot_describe(tmp_path):
+    net, _ = trained_net()
+    net.layers.append(object())
+    with pytest.raises(ValueError, match="cannot record layer"):
+        net.save(tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_save_leaves_the_old_file(tmp_path):
+    net, _ = trained_net()
+    path = tmp_path / "m.npz"
+    net.save(path)
+    before = path.read_bytes()
+    net.layers.append(object())
+    with pytest.raises(ValueError):
+        net.save(path)
+    assert path.read_bytes() == before
