@@ -87,3 +87,26 @@ def test_a_missing_config_is_a_one_line_error(tmp_path, capsys):
     assert main(["train", "--config", str(tmp_path / "nope.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "nope.json: cannot read (No such file or directory)" in err
+
+
+def test_evaluate_prints_loss_accuracy_and_a_row_per_class(small_run, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(small_run / "model.npz")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    h = json.loads((small_run / "run.json").read_text())["history"]
+    assert lines[0] == (f"test loss {h['test_loss'][-1]:.4f} | accuracy {h['test_acc'][-1]:.4f} "
+                        f"({round(h['test_acc'][-1] * 10000)} of 10000)")
+    assert lines[1].split() == ["class", "examples", "correct", "accuracy"]
+    rows = [line.split() for line in lines[2:]]
+    _, y_test = bp.load_mnist("test")
+    assert [int(r[0]) for r in rows] == list(range(10))
+    assert [int(r[1]) for r in rows] == list(np.bincount(y_test))
+    assert sum(int(r[2]) for r in rows) == round(h["test_acc"][-1] * 10000)
+    assert all(float(r[3]) == pytest.approx(int(r[2]) / int(r[1]), abs=5e-4) for r in rows)
+
+
+def test_evaluate_a_bad_model_is_one_line(tmp_path, capsys):
+    (tmp_path / "m.npz").write_text("nonsense")
+    assert main(["evaluate", str(tmp_path / "m.npz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"bareprop: error: {tmp_path / 'm.npz'}: not a model file (.npz archive)\n"

@@ -5,10 +5,12 @@ The public API is exactly the names below; everything else is private.
 
 from .data import (DATASETS, DataError, Dataset, IDXError, download_dataset, import_dataset, load_dataset,
                    load_mnist, read_idx, verify_dataset)
+from .digits import ImageError, mnist_digit, read_digit
 from .gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
 from .init import xavier_uniform
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+from .metrics import confusion_matrix, per_class_accuracy
 from .modelfile import ModelFileError, load
 from .net import NeuralNet, one_hot
 from .train import History, train
@@ -22,12 +24,14 @@ __all__ = [
     "GradcheckResult",
     "History",
     "IDXError",
+    "ImageError",
     "Linear",
     "ModelFileError",
     "NeuralNet",
     "ReLU",
     "SoftmaxCrossEntropy",
     "TensorCheck",
+    "confusion_matrix",
     "download_dataset",
     "gradcheck",
     "import_dataset",
@@ -35,7 +39,10 @@ __all__ = [
     "load_dataset",
     "load_mnist",
     "log_softmax",
+    "mnist_digit",
     "one_hot",
+    "per_class_accuracy",
+    "read_digit",
     "read_idx",
     "softmax",
     "torch_check",

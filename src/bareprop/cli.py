@@ -91,8 +91,23 @@ def build_parser():
     train.add_argument("--config", metavar="RUN_JSON", dest="config_file", default=None,
                        help="repeat a run: take every setting from a run.json that `bareprop train` wrote "
                        "(flags given as well override it; the output folder is new)")
+    _add_use_commands(commands)
     parser.commands = commands
     return parser
+
+
+def _add_use_commands(commands):
+    evaluate = commands.add_parser(
+        "evaluate", help="test loss, accuracy and per-class accuracy of a saved model",
+        description="Score a model.npz on the 10,000 MNIST test images: loss, accuracy, and a table of "
+        "the accuracy on each class.")
+    evaluate.add_argument("model", metavar="MODEL", help="a model.npz written by `bareprop train`")
+    predict = commands.add_parser(
+        "predict", help="classify your own pictures of digits with a saved model",
+        description="Classify PNG/JPEG pictures of single digits (any size, any colours) after MNIST's "
+        "preprocessing; print one line per image: PATH: the three most probable digits (probability).")
+    predict.add_argument("model", metavar="MODEL", help="a model.npz written by `bareprop train`")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="picture files of one digit each")
 
 
 def _with_config(parser, argv, path):
@@ -171,6 +186,60 @@ def run_train(config):
     print(f"test accuracy {history.test_acc[-1]:.4f}; results in {out.resolve()}")
 
 
+def _load_model(path):
+    from .modelfile import ModelFileError, load
+
+    try:
+        return load(path)
+    except ModelFileError as e:
+        raise UsageError(str(e)) from None
+
+
+def run_evaluate(args):
+    from .data import load_mnist
+    from .metrics import confusion_matrix, per_class_accuracy
+
+    net = _load_model(args.model)
+    X_test, y_test = load_mnist("test")
+    if net.sizes[0] != X_test.shape[1] or net.num_classes != 10:
+        raise UsageError(f"{args.model}: the model maps {net.sizes[0]} inputs to {net.num_classes} classes; "
+                         f"MNIST needs {X_test.shape[1]} to 10")
+    accuracy, loss = net.score(X_test, y_test)
+    confusion = confusion_matrix(y_test, net.predict(X_test), net.num_classes)
+    print(f"test loss {loss:.4f} | accuracy {accuracy:.4f} ({confusion.trace()} of {len(y_test)})")
+    print("class  examples  correct  accuracy")
+    for k, acc in enumerate(per_class_accuracy(confusion)):
+        print(f"{k:>5}  {confusion[k].sum():>8}  {confusion[k, k]:>7}  {acc:>8.3f}")
+
+
+def prediction_line(path, probs, top=3):
+    """`PATH: 7 (0.981)  2 (0.012)  3 (0.004)`: the most probable classes, best first."""
+    best = sorted(range(len(probs)), key=lambda k: -probs[k])[:top]
+    return f"{path}: " + "  ".join(f"{k} ({probs[k]:.3f})" for k in best)
+
+
+def run_predict(args):
+    """Print a line per readable image; report each unreadable one on stderr; exit 2 if any was."""
+    import numpy as np
+
+    from .digits import SIDE, ImageError, read_digit
+
+    net = _load_model(args.model)
+    if net.sizes[0] != SIDE * SIDE:
+        raise UsageError(f"{args.model}: the model takes {net.sizes[0]} inputs, not a {SIDE}x{SIDE} image")
+    failures = 0
+    for path in args.images:
+        try:
+            x = read_digit(path)  # (784,)
+        except ImageError as e:
+            print(f"bareprop: error: {e}", file=sys.stderr, flush=True)
+            failures += 1
+            continue
+        probs = net.predict_proba(x[np.newaxis])[0]  # (K,)
+        print(prediction_line(path, probs), flush=True)
+    return EXIT_USAGE if failures else 0
+
+
 # --- bareprop gradcheck -----------------------------------------------------------------
 
 @dataclass
@@ -244,6 +313,10 @@ def main(argv=None):
             return run_data(args)
         elif args.command == "gradcheck":
             return run_gradcheck(GradcheckConfig(**{k: v for k, v in vars(args).items() if k != "command"}))
+        elif args.command == "evaluate":
+            run_evaluate(args)
+        elif args.command == "predict":
+            return run_predict(args)
     except (UsageError, DataError) as e:
         print(f"bareprop: error: {e}", file=sys.stderr)
         return EXIT_USAGE
