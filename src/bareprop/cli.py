@@ -50,9 +50,12 @@ class TrainConfig:
     dataset: str = "mnist"
     data_dir: str | None = None
     offline: bool = False
+    quiet: bool = False
+    log_json: str | None = None
 
 
-NOT_REPEATED = ("output", "data_dir", "offline")  # where this run goes and finds its data: not taken by --config
+# Where this run goes, finds its data and what it shows: --config does not take these from the old run.
+NOT_REPEATED = ("output", "data_dir", "offline", "quiet", "log_json")
 
 
 def build_parser():
@@ -88,6 +91,11 @@ def build_parser():
                       help="never open a connection (also BAREPROP_OFFLINE=1): a dataset not in the cache is an error")
     add_data_parser(commands)
     _add_gradcheck_parser(commands)
+    shown = train.add_argument_group("what it shows while it trains")
+    shown.add_argument("--quiet", action="store_true",
+                       help="print only the final line (no progress bar, no per-epoch lines)")
+    shown.add_argument("--log-json", metavar="FILE", default=None,
+                       help="also write one JSON object per epoch to FILE (JSON Lines), as each epoch ends")
     train.add_argument("--config", metavar="RUN_JSON", dest="config_file", default=None,
                        help="repeat a run: take every setting from a run.json that `bareprop train` wrote "
                        "(flags given as well override it; the output folder is new)")
@@ -144,13 +152,14 @@ def _prepare_output(path):
     return out
 
 
-def epoch_line(history):
-    """The post's line, plus test accuracy and the epoch's time."""
-    i = len(history.epoch) - 1
-    line = f"epoch: {history.epoch[i]} | correct: {history.train_acc[i]:.2f}, loss: {history.train_loss[i]:.2f}"
-    if history.test_acc:
-        line += f" | test: {history.test_acc[i]:.2f}"
-    return line + f" | {history.seconds[i]:.1f} s"
+def _open_log(path):
+    """Open the --log-json file before any training, so a bad path fails at once."""
+    if path is None:
+        return None
+    try:
+        return open(path, "w", encoding="utf-8")
+    except OSError as e:
+        raise UsageError(f"cannot write the JSON log {path}: {e.strerror or e}") from None
 
 
 def run_train(config):
@@ -160,9 +169,11 @@ def run_train(config):
     from .files import atomic_write
     from .manifest import build_manifest, dataset_sha256
     from .net import NeuralNet
+    from .progress import TrainDisplay
     from .train import train
 
     out = _prepare_output(config.output)
+    log = _open_log(config.log_json)
     where = dict(data_dir=config.data_dir, offline=config.offline or None, dtype=np.uint8)  # scaled batch by batch
     with download_progress() as progress:
         X, y = load_dataset(config.dataset, "train", progress=progress, **where)
@@ -171,8 +182,15 @@ def run_train(config):
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
-    history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
-                    X_test=X_test, y_test=y_test, on_epoch=lambda h: print(epoch_line(h), flush=True))
+    display = TrainDisplay(epochs=config.epochs, examples=len(X), batch_size=config.batch_size,
+                           quiet=config.quiet, log_json=log)
+    try:
+        with display:
+            history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
+                            X_test=X_test, y_test=y_test, on_epoch=display.on_epoch, on_batch=display.on_batch)
+    finally:
+        if log is not None:
+            log.close()
     seconds = time.perf_counter() - start
     net.save(out / "model.npz")
     record = {"config": asdict(config), "classes": list(classes), "history": history.to_dict()}
