@@ -13,6 +13,7 @@ from .losses import SoftmaxCrossEntropy, log_softmax, softmax
 from .metrics import confusion_matrix, per_class_accuracy
 from .modelfile import ModelFileError, load
 from .net import NeuralNet, one_hot
+from .report import ReportError, build_report
 from .train import History, train
 
 __version__ = "0.1.0"
@@ -29,8 +30,10 @@ __all__ = [
     "ModelFileError",
     "NeuralNet",
     "ReLU",
+    "ReportError",
     "SoftmaxCrossEntropy",
     "TensorCheck",
+    "build_report",
     "confusion_matrix",
     "download_dataset",
     "gradcheck",

@@ -79,8 +79,11 @@ def build_parser():
     train.add_argument("--hidden", type=_positive(int), default=d.hidden, help=f"width of the hidden layer (default {d.hidden})")
     train.add_argument("--seed", type=int, default=d.seed, help=f"seed of the one generator for weights and shuffling (default {d.seed})")
     train.add_argument("--output", metavar="DIR", default=None,
-                       help="folder for history.json and the chart (default: runs/<date>-<time>)")
-    train.add_argument("--no-plot", dest="plot", action="store_false", help="skip the chart (history.json is still written)")
+                       help="folder for the model, run.json, history.json, the chart and the report "
+                       "(default: runs/<date>-<time>)")
+    train.add_argument("--no-plot", dest="plot", action="store_false",
+                       help="skip the chart and the report (history.json, run.json and model.npz are still written; "
+                       "`bareprop report` can build the report later)")
     data = train.add_argument_group("data (see docs/data.md)")
     data.add_argument("--dataset", choices=sorted(DATASETS), default=d.dataset, metavar="NAME",
                       help=f"one of {', '.join(sorted(DATASETS))}; all but mnist are downloaded on first use "
@@ -116,6 +119,11 @@ def _add_use_commands(commands):
         "preprocessing; print one line per image: PATH: the three most probable digits (probability).")
     predict.add_argument("model", metavar="MODEL", help="a model.npz written by `bareprop train`")
     predict.add_argument("images", metavar="IMAGE", nargs="+", help="picture files of one digit each")
+    report = commands.add_parser(
+        "report", help="rebuild report.html (and its charts' PNGs) from a saved run",
+        description="Rebuild report.html and the PNG of each of its charts in a folder written by "
+        "`bareprop train`, from its run.json and model.npz.")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `bareprop train`")
 
 
 def _with_config(parser, argv, path):
@@ -199,8 +207,10 @@ def run_train(config):
     atomic_write(out / "run.json", json.dumps(manifest, indent=2).encode())
     if config.plot:
         from .plot import history_chart, save_chart
+        from .report import write_report
 
         save_chart(history_chart(history), out / "chart.html", out / "chart.png")
+        write_report(out, net, history, manifest, X_test, y_test)
     print(f"test accuracy {history.test_acc[-1]:.4f}; results in {out.resolve()}")
 
 
@@ -256,6 +266,16 @@ def run_predict(args):
         probs = net.predict_proba(x[np.newaxis])[0]  # (K,)
         print(prediction_line(path, probs), flush=True)
     return EXIT_USAGE if failures else 0
+
+
+def run_report(args):
+    from .report import ReportError, build_report
+
+    try:
+        page = build_report(args.run_dir)
+    except ReportError as e:
+        raise UsageError(str(e)) from None
+    print(f"report in {page.resolve()}")
 
 
 # --- bareprop gradcheck -----------------------------------------------------------------
@@ -335,6 +355,8 @@ def main(argv=None):
             run_evaluate(args)
         elif args.command == "predict":
             return run_predict(args)
+        elif args.command == "report":
+            run_report(args)
     except (UsageError, DataError) as e:
         print(f"bareprop: error: {e}", file=sys.stderr)
         return EXIT_USAGE
