@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .data.datasets import DATASETS, DataError
 from .data_cli import add_data_parser, download_progress, run_data
+from .progress import epoch_line  # noqa: F401  (the per-epoch line; re-exported for callers of the CLI module)
 
 EXIT_USAGE = 2
 
@@ -69,8 +70,9 @@ def build_parser():
     train = commands.add_parser(
         "train",
         help="train the post's MLP (784 -> hidden -> ReLU -> 10) on MNIST or --dataset",
-        description="Train the post's MLP on MNIST (or --dataset) with minibatch SGD, print one line per epoch "
-        "(train accuracy and loss, test accuracy, time), and save the history and the chart.",
+        description="Train the post's MLP on MNIST (or --dataset) with minibatch SGD, show its progress (a live "
+        "bar on a terminal, one line per epoch elsewhere: train accuracy and loss, test accuracy, time), and save "
+        "the model, the run's manifest, the history, the chart and the report.",
     )
     train.add_argument("--epochs", type=_positive(int), default=d.epochs, help=f"passes over the training set (default {d.epochs})")
     train.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help=f"examples per SGD step (default {d.batch_size})")
