@@ -24,7 +24,8 @@ def test_train_saves_a_model_that_loads_and_scores_as_trained(small_run):
     manifest = json.loads((small_run / "run.json").read_text())
     X_test, y_test = bp.load_mnist("test")
     acc, loss = net.score(X_test, y_test)
-    assert acc == manifest["history"]["test_acc"][-1] and loss == manifest["history"]["test_loss"][-1]
+    assert acc == manifest["history"]["test_acc"][-1]
+    assert loss == pytest.approx(manifest["history"]["test_loss"][-1], rel=1e-6)  # BLAS threads may sum in another order
 
 
 def test_the_manifest_records_config_seed_versions_data_and_metrics(small_run):

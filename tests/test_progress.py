@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from rich.console import Console
 
 import bareprop as bp
@@ -108,3 +109,26 @@ def test_a_real_terminal_shows_the_bar(tmp_path):
     assert "train loss" in screen and re.search(r"[\r\n] +0 +0\.\d{4} +0\.\d{4} +0\.\d{4} +0\.\d{4} +\d+\.\d s\r\n", screen)
     assert re.search(r"938/938 loss 0\.\d{3}  acc 0\.\d{3} +[\d,]+ samples/s", screen)
     assert "test accuracy 0." in screen and "epoch: 0 | correct" not in screen
+
+
+def test_on_batch_gets_every_batch_and_the_running_figures_of_the_epoch():
+    r = np.random.default_rng(1)
+    X = r.normal(size=(300, 6)).astype(np.float32)
+    y = (X[:, 1] > 0).astype(int)
+    for fast in (False, True):
+        seen = []
+
+        def on_batch(history, batch, n_batches, running):
+            seen.append((len(history.epoch), batch, n_batches, running()))
+
+        rng = np.random.default_rng(2)
+        net = bp.NeuralNet((6, 5, 2), lr=0.01, rng=rng)
+        history = bp.train(net, X, y, epochs=2, batch_size=64, rng=rng, on_batch=on_batch, fast=fast)
+        assert [s[:3] for s in seen] == [(e, b, 5) for e in range(2) for b in range(5)]
+        for epoch in range(2):
+            loss, acc = seen[5 * epoch + 4][3]  # after the epoch's last batch
+            if fast:  # over the examples: the small last batch weighs less than in the post's mean of batch means
+                assert loss == pytest.approx(history.train_loss[epoch], rel=0.05)
+                assert acc == pytest.approx(history.train_acc[epoch], abs=0.05)
+            else:
+                assert (loss, acc) == pytest.approx((history.train_loss[epoch], history.train_acc[epoch]), rel=1e-12)

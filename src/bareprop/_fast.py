@@ -172,7 +172,8 @@ class FastSGD:
 
     def epoch(self, X, y, epoch_batches, on_step=None):
         """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does.
-        on_step(i, batch_loss, batch_acc), if given, is called after each step."""
+        on_step(i, running), if given, is called after each step; running() gives the epoch's
+        (loss, accuracy) so far, over its examples, computed only when called."""
         K = self.Ws[-1].shape[1]
         sizes = [len(idx) for idx in epoch_batches]
         ends = np.cumsum(sizes)  # (n_batches,)
@@ -185,7 +186,7 @@ class FastSGD:
         for i, (idx, s, e) in enumerate(zip(epoch_batches, starts.tolist(), ends.tolist())):
             self.step(X, idx, flat[s:e], picked[s:e], predicted[s:e])
             if on_step is not None:
-                on_step(i, -picked[s:e].mean(), (predicted[s:e] == labels[s:e]).mean())
+                on_step(i, lambda e=e: (-float(picked[:e].mean()), float((predicted[:e] == labels[:e]).mean())))
         loss, correct = 0.0, 0.0
         for s, e in zip(starts.tolist(), ends.tolist()):  # per-batch means, as train() forms them
             loss += -picked[s:e].mean() / len(epoch_batches)

@@ -1,6 +1,7 @@
 """The command line: argparse -> a config dataclass -> the library. No logic of its own."""
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -112,9 +113,13 @@ def build_parser():
 def _add_use_commands(commands):
     evaluate = commands.add_parser(
         "evaluate", help="test loss, accuracy and per-class accuracy of a saved model",
-        description="Score a model.npz on the 10,000 MNIST test images: loss, accuracy, and a table of "
-        "the accuracy on each class.")
+        description="Score a model.npz on the 10,000 test images of MNIST (or --dataset): loss, accuracy, "
+        "and a table of the accuracy on each class.")
     evaluate.add_argument("model", metavar="MODEL", help="a model.npz written by `bareprop train`")
+    evaluate.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", metavar="NAME",
+                          help=f"the test set to score on, one of {', '.join(sorted(DATASETS))} (default mnist)")
+    evaluate.add_argument("--data-dir", metavar="DIR", default=None,
+                          help="the dataset cache folder (default: $BAREPROP_DATA, else the user's cache folder)")
     predict = commands.add_parser(
         "predict", help="classify your own pictures of digits with a saved model",
         description="Classify PNG/JPEG pictures of single digits (any size, any colours) after MNIST's "
@@ -163,9 +168,9 @@ def _prepare_output(path):
 
 
 def _open_log(path):
-    """Open the --log-json file before any training, so a bad path fails at once."""
+    """Open the --log-json file before any training, so a bad path fails at once (a context manager)."""
     if path is None:
-        return None
+        return contextlib.nullcontext()
     try:
         return open(path, "w", encoding="utf-8")
     except OSError as e:
@@ -183,24 +188,20 @@ def run_train(config):
     from .train import train
 
     out = _prepare_output(config.output)
-    log = _open_log(config.log_json)
-    where = dict(data_dir=config.data_dir, offline=config.offline or None, dtype=np.uint8)  # scaled batch by batch
-    with download_progress() as progress:
-        X, y = load_dataset(config.dataset, "train", progress=progress, **where)
-        X_test, y_test = load_dataset(config.dataset, "test", progress=progress, **where)
-    classes = DATASETS[config.dataset].classes
-    start = time.perf_counter()
-    rng = np.random.default_rng(config.seed)
-    net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
-    display = TrainDisplay(epochs=config.epochs, examples=len(X), batch_size=config.batch_size,
-                           quiet=config.quiet, log_json=log)
-    try:
+    with _open_log(config.log_json) as log:
+        where = dict(data_dir=config.data_dir, offline=config.offline or None, dtype=np.uint8)  # scaled batch by batch
+        with download_progress() as progress:
+            X, y = load_dataset(config.dataset, "train", progress=progress, **where)
+            X_test, y_test = load_dataset(config.dataset, "test", progress=progress, **where)
+        classes = DATASETS[config.dataset].classes
+        start = time.perf_counter()
+        rng = np.random.default_rng(config.seed)
+        net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
+        display = TrainDisplay(epochs=config.epochs, examples=len(X), batch_size=config.batch_size,
+                               quiet=config.quiet, log_json=log)
         with display:
             history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
                             X_test=X_test, y_test=y_test, on_epoch=display.on_epoch, on_batch=display.on_batch)
-    finally:
-        if log is not None:
-            log.close()
     seconds = time.perf_counter() - start
     net.save(out / "model.npz")
     record = {"config": asdict(config), "classes": list(classes), "history": history.to_dict()}
@@ -226,20 +227,23 @@ def _load_model(path):
 
 
 def run_evaluate(args):
-    from .data import load_mnist
+    from .data import load_dataset
     from .metrics import confusion_matrix, per_class_accuracy
 
     net = _load_model(args.model)
-    X_test, y_test = load_mnist("test")
-    if net.sizes[0] != X_test.shape[1] or net.num_classes != 10:
+    classes = DATASETS[args.dataset].classes
+    with download_progress() as progress:
+        X_test, y_test = load_dataset(args.dataset, "test", data_dir=args.data_dir, progress=progress)
+    if net.sizes[0] != X_test.shape[1] or net.num_classes != len(classes):
         raise UsageError(f"{args.model}: the model maps {net.sizes[0]} inputs to {net.num_classes} classes; "
-                         f"MNIST needs {X_test.shape[1]} to 10")
+                         f"{args.dataset} needs {X_test.shape[1]} to {len(classes)}")
     accuracy, loss = net.score(X_test, y_test)
     confusion = confusion_matrix(y_test, net.predict(X_test), net.num_classes)
     print(f"test loss {loss:.4f} | accuracy {accuracy:.4f} ({confusion.trace()} of {len(y_test)})")
-    print("class  examples  correct  accuracy")
+    named = list(classes) != [str(k) for k in range(len(classes))]  # fashion-mnist's classes have names
+    print("class  examples  correct  accuracy" + ("  name" if named else ""))
     for k, acc in enumerate(per_class_accuracy(confusion)):
-        print(f"{k:>5}  {confusion[k].sum():>8}  {confusion[k, k]:>7}  {acc:>8.3f}")
+        print(f"{k:>5}  {confusion[k].sum():>8}  {confusion[k, k]:>7}  {acc:>8.3f}" + (f"  {classes[k]}" if named else ""))
 
 
 def prediction_line(path, probs, top=3):

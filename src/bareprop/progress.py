@@ -77,23 +77,20 @@ class TrainDisplay:
         return False
 
     def _start_epoch(self):
-        self.loss_sum = self.acc_sum = 0.0
         self.epoch_start = self.last_draw = self.clock()
 
-    def on_batch(self, history, batch, n_batches, loss, acc):
+    def on_batch(self, history, batch, n_batches, running):
         if not self.live:
             return
-        self.loss_sum += loss
-        self.acc_sum += acc
         now = self.clock()
         if now - self.last_draw < self.interval and batch != n_batches - 1:
             return
         self.last_draw = now
         done = batch + 1
+        loss, acc = running()
         samples = min(done * self.batch_size, self.examples)
         self.progress.update(self.task, completed=len(history.epoch) * n_batches + done, epoch=len(history.epoch) + 1,
-                             loss=self.loss_sum / done, acc=self.acc_sum / done,
-                             rate=samples / max(now - self.epoch_start, 1e-9))
+                             loss=loss, acc=acc, rate=samples / max(now - self.epoch_start, 1e-9))
         self.progress.refresh()
         self.redraws += 1
 

@@ -1,7 +1,7 @@
 """report.html: one self-contained page about a training run (Altair and vl-convert, imported only here).
 
 The page holds five charts, each also saved as a PNG beside it: the post's loss and accuracy per
-epoch; the confusion matrix on the test set; the most confidently misclassified test digits; the
+epoch; the confusion matrix on the test set; the most confidently misclassified test images; the
 first layer's weights drawn as 28x28 images, one per hidden unit; and the norm of each layer's
 weights and gradients per epoch. Vega, Vega-Lite and vega-embed are inlined: it opens offline.
 """
@@ -15,13 +15,13 @@ import numpy as np
 from .plot import history_chart
 
 SIDE = 28  # MNIST images are SIDE x SIDE
-GALLERY = 24  # misclassified digits shown
+GALLERY = 24  # misclassified images shown
 MAX_UNITS = 64  # hidden units drawn at most
 CHARTS = [  # (name: the div id and the PNG's name, heading, caption)
     ("loss_accuracy", "Loss and accuracy", "Per epoch, as in the post: solid lines for the training set "
      "(averaged over the epoch's batches), dashed for the 10,000 test images after the epoch."),
-    ("confusion", "Confusion matrix", "Test images by true digit (rows) and predicted digit (columns)."),
-    ("misclassified", "Most confident mistakes", "The test digits the network got wrong with the highest "
+    ("confusion", "Confusion matrix", "Test images by true class (rows) and predicted class (columns)."),
+    ("misclassified", "Most confident mistakes", "The test images the network got wrong with the highest "
      "probability on its wrong answer."),
     ("weights", "First-layer weights", "The weights into each hidden unit, drawn as the 28x28 image they "
      "respond to: red where a bright pixel raises the unit's input, blue where it lowers it."),
@@ -36,7 +36,7 @@ class ReportError(ValueError):
 
 def build_report(run_dir):
     """Rebuild report.html (and the charts' PNGs) from a saved run: run.json and model.npz."""
-    from .data import load_mnist
+    from .data import load_dataset
     from .manifest import ManifestError, read_manifest
     from .modelfile import ModelFileError, load
     from .train import History
@@ -49,7 +49,8 @@ def build_report(run_dir):
         net = load(run_dir / "model.npz")
     except (ManifestError, ModelFileError) as e:
         raise ReportError(str(e)) from None
-    X_test, y_test = load_mnist("test")
+    config = manifest["config"]
+    X_test, y_test = load_dataset(config.get("dataset", "mnist"), "test", data_dir=config.get("data_dir"))
     return write_report(run_dir, net, History.from_dict(manifest["history"]), manifest, X_test, y_test)
 
 
@@ -61,6 +62,8 @@ def write_report(out, net, history, manifest, X_test, y_test):
     from .metrics import confusion_matrix
 
     out = Path(out)
+    if X_test.dtype == np.uint8:  # pixel values 0..255, scaled as load_dataset scales them
+        X_test = np.divide(X_test, np.float32(255), dtype=np.float32)  # (N, I) in [0, 1]
     probs = net.predict_proba(X_test)  # (N, K)
     predicted = probs.argmax(axis=1)  # (N,)
     charts = {
@@ -87,8 +90,8 @@ def confusion_chart(confusion):  # (K, K) counts
     K = len(confusion)
     rows = [{"true": i, "predicted": j, "count": int(confusion[i, j])} for i in range(K) for j in range(K)]
     base = alt.Chart(alt.Data(values=rows)).encode(
-        alt.X("predicted:O", title="predicted digit", axis=alt.Axis(labelAngle=0)),
-        alt.Y("true:O", title="true digit"),
+        alt.X("predicted:O", title="predicted class", axis=alt.Axis(labelAngle=0)),
+        alt.Y("true:O", title="true class"),
     )
     cells = base.mark_rect().encode(
         alt.Color("count:Q", scale=alt.Scale(scheme="blues", type="symlog"), legend=None),
@@ -99,7 +102,7 @@ def confusion_chart(confusion):  # (K, K) counts
         alt.Text("count:Q"),
         color=alt.condition(f"datum.count > {threshold}", alt.value("white"), alt.value("#333")),
     )
-    return (cells + counts).properties(width=360, height=360, title="test set: true digit vs predicted")
+    return (cells + counts).properties(width=360, height=360, title="test set: true class vs predicted")
 
 
 def _image_grid(rows, facet, color, columns, title, drop_zeros=False):
@@ -133,7 +136,7 @@ def _rounded(values, digits):  # (M, SIDE*SIDE) -> a list of lists of Python flo
 
 
 def mistakes_chart(X, y, probs, count=GALLERY):  # (N, SIDE*SIDE), (N,), (N, K)
-    """The `count` misclassified digits with the highest probability on their (wrong) answer."""
+    """The `count` misclassified images with the highest probability on their (wrong) answer."""
     import altair as alt
 
     predicted = probs.argmax(axis=1)  # (N,)

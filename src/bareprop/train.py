@@ -49,8 +49,9 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     X is (N, I) floats, or uint8 pixel values 0..255 that are scaled to [0, 1] batch by
     batch. After each epoch the test set, if given, is scored without touching training
     state, and on_epoch(history), if given, is called (the CLI prints from there).
-    After each batch, on_batch(history, batch, n_batches, batch_loss, batch_acc), if
-    given, is called with the history of the epochs before (a progress bar's hook).
+    After each batch, on_batch(history, batch, n_batches, running), if given, is called
+    with the history of the epochs before and a function giving the epoch's running
+    (loss, accuracy): a progress bar's hook, which asks for the figures only when it draws.
 
     The loop below is the reference. When fast=True and the net is one the private fast
     path knows (the post's Linear/ReLU nets with plain SGD), each epoch runs there instead:
@@ -68,7 +69,7 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     for epoch in range(epochs):
         start = time.perf_counter()
         epoch_batches = batches(len(X), batch_size, rng)
-        step_hook = None if on_batch is None else lambda i, loss, acc: on_batch(history, i, len(epoch_batches), loss, acc)
+        step_hook = None if on_batch is None else lambda i, running: on_batch(history, i, len(epoch_batches), running)
         with _fast.blas_threads_for(net, batch_size):  # the same threads for both paths: same bits
             first = epoch_batches[0]
             grad_norm = gradient_norms(net, X[first], y[first])  # for the record: one extra batch per epoch
@@ -82,7 +83,7 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
                     correct += batch_correct / len(epoch_batches)
                     loss += batch_loss / len(epoch_batches)
                     if step_hook is not None:
-                        step_hook(i, batch_loss, batch_correct)
+                        step_hook(i, lambda done=(i + 1) / len(epoch_batches): (loss / done, correct / done))
         seconds = time.perf_counter() - start
         history.epoch.append(epoch)
         history.train_loss.append(float(loss))
