@@ -111,3 +111,16 @@ def test_evaluate_a_bad_model_is_one_line(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "m.npz")]) == 2
     err = capsys.readouterr().err
     assert err == f"bareprop: error: {tmp_path / 'm.npz'}: not a model file (.npz archive)\n"
+
+
+@pytest.mark.parametrize("command, message", [
+    ("evaluate", "the model maps 6 inputs to 3 classes; mnist needs 784 to 10"),
+    ("predict", "the model takes 6 inputs, not a 28x28 image"),
+])
+def test_a_model_of_the_wrong_shape_is_a_one_line_error(tmp_path, capsys, command, message):
+    model = tmp_path / "small.npz"
+    bp.NeuralNet((6, 4, 3), rng=np.random.default_rng(0)).save(model)
+    images = [str(tmp_path / "digit.png")] if command == "predict" else []
+    assert main([command, str(model), *images]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == f"bareprop: error: {model}: {message}\n"
