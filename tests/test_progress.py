@@ -40,7 +40,7 @@ def small_training(display, epochs=3):
 
 def test_on_a_terminal_a_live_bar_redrawn_at_most_every_interval_and_a_row_per_epoch():
     screen = io.StringIO()
-    console = Console(file=screen, force_terminal=True, width=140, color_system=None)
+    console = Console(file=screen, force_terminal=True, width=140, color_system=None, _environ={"TERM": "xterm"})
     display = TrainDisplay(epochs=3, examples=1000, batch_size=10, console=console, clock=Clock(0.01), interval=0.1)
     history = small_training(display)
     # 100 batches an epoch, the clock moves 0.01 s a batch: a redraw every 10 batches, the last one included
@@ -53,9 +53,13 @@ def test_on_a_terminal_a_live_bar_redrawn_at_most_every_interval_and_a_row_per_e
     assert "epoch: 0 | correct" not in text
 
 
-def test_elsewhere_the_plain_line_of_each_epoch_and_no_bar():
+@pytest.mark.parametrize("where", ["a pipe", "a dumb terminal"])
+def test_elsewhere_the_plain_line_of_each_epoch_and_no_bar(where):
     screen = io.StringIO()
-    console = Console(file=screen, force_terminal=False)
+    if where == "a pipe":
+        console = Console(file=screen, force_terminal=False)
+    else:
+        console = Console(file=screen, force_terminal=True, _environ={"TERM": "dumb"})
     display = TrainDisplay(epochs=2, examples=1000, batch_size=10, console=console, clock=Clock(0.01))
     history = small_training(display, epochs=2)
     assert display.redraws == 0

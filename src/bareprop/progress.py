@@ -48,7 +48,7 @@ class TrainDisplay:
             from rich.console import Console
 
             console = Console(highlight=False)
-        self.live = console is not None and console.is_terminal and not quiet
+        self.live = console is not None and console.is_terminal and not console.is_dumb_terminal and not quiet
         self.console, self.progress, self.redraws = console, None, 0
 
     def __enter__(self):
