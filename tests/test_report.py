@@ -108,6 +108,15 @@ def test_report_on_a_folder_without_a_run_is_one_line(tmp_path, capsys):
     assert capsys.readouterr().err == f"bareprop: error: {tmp_path / 'absent'}: not a folder\n"
 
 
+def test_report_on_a_manifest_without_history_is_one_line(run_dir, tmp_path, capsys):
+    shutil.copy(run_dir / "model.npz", tmp_path / "model.npz")
+    manifest = json.loads((run_dir / "run.json").read_text())
+    del manifest["history"]
+    (tmp_path / "run.json").write_text(json.dumps(manifest))
+    assert main(["report", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"bareprop: error: {tmp_path / 'run.json'}: the manifest has no history\n"
+
+
 # --- a real browser -------------------------------------------------------------------------
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",

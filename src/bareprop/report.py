@@ -49,6 +49,9 @@ def build_report(run_dir):
         net = load(run_dir / "model.npz")
     except (ManifestError, ModelFileError) as e:
         raise ReportError(str(e)) from None
+    missing = [key for key in ("seed", "versions", "history", "seconds") if key not in manifest]
+    if missing or not isinstance(manifest["history"], dict) or "epoch" not in manifest["history"]:
+        raise ReportError(f"{run_dir / 'run.json'}: the manifest has no {', '.join(missing) or 'history of epochs'}")
     config = manifest["config"]
     X_test, y_test = load_dataset(config.get("dataset", "mnist"), "test", data_dir=config.get("data_dir"))
     return write_report(run_dir, net, History.from_dict(manifest["history"]), manifest, X_test, y_test)
