@@ -1,4 +1,4 @@
-"""What `bareprop train` shows while it trains (rich, imported only here and only on a terminal).
+"""What `bareprop train` shows while it trains (rich, imported only here).
 
 On a terminal: a live bar (epoch, batches, running loss and accuracy, samples/s, time left) and a
 summary row per epoch. Elsewhere (a pipe, a file, CI logs): one plain line per epoch, the post's
@@ -38,7 +38,8 @@ def epoch_record(history):
 
 class TrainDisplay:
     """The hooks train() calls (on_batch, on_epoch), drawing on `console` (a rich Console; one on
-    stdout by default). The live bar is redrawn at most every `interval` seconds of `clock`."""
+    stdout by default). The live bar is redrawn at most every `interval` seconds of `clock`, and
+    after the last batch of each epoch."""
 
     def __init__(self, *, epochs, examples, batch_size, quiet=False, log_json=None, console=None,
                  clock=time.perf_counter, interval=0.2):
