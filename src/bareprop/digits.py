@@ -40,8 +40,6 @@ def read_digit(path):
 
 def _greyscale(image):  # a Pillow image -> (H, W) float32 in [0, 255]
     """Luminance; a transparent background becomes the opposite of the ink, so the ink shows."""
-    from PIL import Image
-
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)  # (H, W, 4)
         alpha = rgba[..., 3:] / 255  # (H, W, 1)
