@@ -25,7 +25,7 @@ def test_train_saves_a_model_that_loads_and_scores_as_trained(small_run):
     X_test, y_test = bp.load_mnist("test")
     acc, loss = net.score(X_test, y_test)
     assert acc == manifest["history"]["test_acc"][-1]
-    assert loss == pytest.approx(manifest["history"]["test_loss"][-1], rel=1e-6)  # BLAS threads may sum in another order
+    assert loss == pytest.approx(manifest["history"]["test_loss"][-1], rel=1e-6)  # BLAS threads: another sum order
 
 
 def test_the_manifest_records_config_seed_versions_data_and_metrics(small_run):
@@ -73,8 +73,10 @@ def bad_config(tmp_path, name, content):
     ("v9.json", {"format": "bareprop-run", "version": 9, "config": {}}, "manifest version 9 is not supported"),
     ("noconfig.json", {"format": "bareprop-run", "version": 1}, "no \"config\" object"),
     ("unknown.json", {"format": "bareprop-run", "version": 1, "config": {"momentum": 0.9}}, "unknown setting momentum"),
-    ("type.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": "ten"}}, "setting epochs = \"ten\" is not an integer"),
-    ("zero.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": 0}}, "setting epochs: must be positive"),
+    ("type.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": "ten"}},
+     "setting epochs = \"ten\" is not an integer"),
+    ("zero.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": 0}},
+     "setting epochs: must be positive"),
 ])
 def test_a_bad_config_is_a_one_line_error_naming_the_file(tmp_path, capsys, name, content, message):
     path = bad_config(tmp_path, name, content)

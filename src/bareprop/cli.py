@@ -243,7 +243,8 @@ def run_evaluate(args):
     named = list(classes) != [str(k) for k in range(len(classes))]  # fashion-mnist's classes have names
     print("class  examples  correct  accuracy" + ("  name" if named else ""))
     for k, acc in enumerate(per_class_accuracy(confusion)):
-        print(f"{k:>5}  {confusion[k].sum():>8}  {confusion[k, k]:>7}  {acc:>8.3f}" + (f"  {classes[k]}" if named else ""))
+        name = f"  {classes[k]}" if named else ""
+        print(f"{k:>5}  {confusion[k].sum():>8}  {confusion[k, k]:>7}  {acc:>8.3f}{name}")
 
 
 def prediction_line(path, probs, top=3):

@@ -60,7 +60,8 @@ class TrainDisplay:
                 TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  {task.fields[rate]:>7,.0f} samples/s"),
+                TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  "
+                           "{task.fields[rate]:>7,.0f} samples/s"),
                 TimeRemainingColumn(),
                 console=self.console, auto_refresh=False, transient=True,
             )

@@ -150,7 +150,8 @@ def mistakes_chart(X, y, probs, count=GALLERY):  # (N, SIDE*SIDE), (N,), (N, K)
     color = alt.Color("v:Q", scale=alt.Scale(scheme="greys", domain=[0, 1]), legend=None)
     facet = alt.Facet("label:N", title=None, sort=labels)
     return _image_grid(rows, facet, color, columns=8, drop_zeros=True,
-                       title=f"the {len(worst)} most confident mistakes on the test set: #index: true \u2192 predicted (probability)")
+                       title=f"the {len(worst)} most confident mistakes on the test set: "
+                       "#index: true \u2192 predicted (probability)")
 
 
 def weights_chart(W, max_units=MAX_UNITS):  # (SIDE*SIDE+1, H): the first Linear's weights, bias row last

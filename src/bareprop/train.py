@@ -19,7 +19,7 @@ class History:
     test_acc: list = field(default_factory=list)
     seconds: list = field(default_factory=list)
     weight_norm: list = field(default_factory=list)  # per epoch: the norm of each weight matrix after the epoch
-    grad_norm: list = field(default_factory=list)  # per epoch: each gradient's norm on the epoch's first batch, per example
+    grad_norm: list = field(default_factory=list)  # per epoch: each gradient's norm on its first batch, per example
 
     def to_dict(self):
         return asdict(self)
