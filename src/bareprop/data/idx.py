@@ -85,7 +85,7 @@ def parse_idx(data, name="<bytes>", *, dtype=None, shape=None, limit=None):
         wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise IDXError(f"{name}: dimensions {dims}, expected {wanted}")
     itemsize = IDX_TYPES[code].itemsize
-    if int(np.prod([d for d in dims if d], dtype=object)) * itemsize > np.iinfo(np.intp).max:
+    if 0 in dims and int(np.prod([d for d in dims if d], dtype=object)) * itemsize > np.iinfo(np.intp).max:
         # with a zero dimension the byte count below can match, but NumPy cannot shape such an array
         raise IDXError(f"{name}: dimensions {dims} are too large for an array")
     expected = header + int(np.prod(dims, dtype=object)) * itemsize  # Python ints: no overflow, no allocation
