@@ -26,6 +26,7 @@ import numpy as np
 
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy
+from .optim import SGD
 
 
 def blas_threads(n):
@@ -48,27 +49,36 @@ def blas_threads_for(net, batch_size):
     return blas_threads(1) if largest < ONE_THREAD_BELOW else contextlib.nullcontext()
 
 
-def supports(net):
-    """True if `net` is Linear, (ReLU, Linear)*, SoftmaxCrossEntropy, trained with plain SGD."""
+def supports(net, optimizer=None):
+    """True if `net` is Linear, (ReLU, Linear)*, SoftmaxCrossEntropy with the summed gradient, trained
+    with plain SGD: its own gradient_descent (optimizer None), or an optim.SGD with no momentum, no
+    weight decay and a constant lr."""
     layers = getattr(net, "layers", None)
-    if not layers or type(getattr(net, "loss", None)) is not SoftmaxCrossEntropy:
+    loss = getattr(net, "loss", None)
+    if not layers or type(loss) is not SoftmaxCrossEntropy or loss.reduction != "sum":
         return False
     kinds = [type(layer) for layer in layers]
     expected = [Linear] + [ReLU, Linear] * ((len(kinds) - 1) // 2)
-    return kinds == expected and type(net).gradient_descent is _plain_sgd_of(net)
+    if optimizer is None:
+        plain = type(net).gradient_descent is _plain_sgd_of(net)
+    else:
+        plain = (type(optimizer) is SGD and optimizer.momentum == 0 and optimizer.weight_decay == 0
+                 and not callable(optimizer.lr))
+    return kinds == expected and plain
 
 
 def _plain_sgd_of(net):
-    from .net import NeuralNet
+    from .net import Sequential
 
-    return NeuralNet.gradient_descent if isinstance(net, NeuralNet) else None
+    return Sequential.gradient_descent if isinstance(net, Sequential) else None
 
 
 class FastSGD:
     """Preallocated buffers and an in-place SGD step for a net that `supports` accepts."""
 
-    def __init__(self, net, batch_size):
+    def __init__(self, net, batch_size, optimizer=None):
         self.net = net
+        self.lr = net.lr if optimizer is None else optimizer.lr  # the step size of every update
         self.Ws = net.params()  # the net's own arrays: updated in place
         dtype = self.Ws[0].dtype
         B = batch_size
@@ -136,8 +146,8 @@ class FastSGD:
             if l > 0:
                 np.matmul(G[l], Ws[l][:-1].T, out=G[l - 1])  # (b, O) @ (O, I) = (b, I)
                 np.multiply(G[l - 1], masks[l - 1], out=G[l - 1])  # (b, I), the ReLU mask
-        # update: W -= lr * dW, as NeuralNet.gradient_descent
-        lr = self.net.lr
+        # update: W -= lr * dW, as NeuralNet.gradient_descent and optim.SGD without momentum
+        lr = self.lr
         for W, dW_l in zip(Ws, dW):
             np.multiply(dW_l, lr, out=dW_l)  # (I+1, O)
             np.subtract(W, dW_l, out=W)  # (I+1, O)

@@ -40,6 +40,41 @@ def _positive(kind):
     return parse
 
 
+def _fraction(text):
+    """A probability p with 0 <= p < 1 (the dropout rate)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _non_negative(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+        if not value >= 0 or value == float("inf"):
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+    parse.__name__ = f"non-negative {kind.__name__}"
+    return parse
+
+
+def _sizes(text):
+    """Comma-separated layer widths, e.g. 784,256,128,10 (or, from a run.json, [784, 256, 128, 10])."""
+    try:
+        sizes = [int(part) for part in text.strip("[]").split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths separated by commas, such as 784,256,10, got {text!r}") from None
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"expected two or more positive widths, got {text!r}")
+    return sizes
+
+
 @dataclass
 class TrainConfig:
     epochs: int = 10
@@ -54,6 +89,17 @@ class TrainConfig:
     offline: bool = False
     quiet: bool = False
     log_json: str | None = None
+    # the network and its optimizer (see _add_model_flags); the defaults are the post's
+    layers: list | None = None  # all widths; then hidden is None
+    activation: str = "relu"
+    init: str = "xavier"
+    dropout: float = 0.0
+    optimizer: str = "sgd"
+    momentum: float | None = None
+    nesterov: bool = False
+    weight_decay: float | None = None
+    schedule: str = "none"
+    warmup: int = 0
 
 
 # Where this run goes, finds its data and what it shows: --config does not take these from the old run.
@@ -79,7 +125,7 @@ def build_parser():
     train.add_argument("--batch-size", type=_positive(int), default=d.batch_size, help=f"examples per SGD step (default {d.batch_size})")
     train.add_argument("--lr", type=_positive(float), default=d.lr,
                        help=f"learning rate; the gradient is summed over the batch, as in the post (default {d.lr})")
-    train.add_argument("--hidden", type=_positive(int), default=d.hidden, help=f"width of the hidden layer (default {d.hidden})")
+    train.add_argument("--hidden", type=_positive(int), default=None, help=f"width of the hidden layer (default {d.hidden})")
     train.add_argument("--seed", type=int, default=d.seed, help=f"seed of the one generator for weights and shuffling (default {d.seed})")
     train.add_argument("--output", metavar="DIR", default=None,
                        help="folder for the model, run.json, history.json, the chart and the report "
@@ -95,6 +141,7 @@ def build_parser():
                       help="the dataset cache folder (default: $BAREPROP_DATA, else the user's cache folder)")
     data.add_argument("--offline", action="store_true",
                       help="never open a connection (also BAREPROP_OFFLINE=1): a dataset not in the cache is an error")
+    _add_model_flags(train)
     add_data_parser(commands)
     _add_gradcheck_parser(commands)
     shown = train.add_argument_group("what it shows while it trains")
@@ -131,6 +178,96 @@ def _add_use_commands(commands):
         description="Rebuild report.html and the PNG of each of its charts in a folder written by "
         "`bareprop train`, from its run.json and model.npz.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `bareprop train`")
+
+
+# --- the network and its optimizer: flags, checks, and the mapping from strings to objects ---
+
+INPUTS = 784  # 28 x 28 pixels: every dataset of the MNIST family
+ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu"]
+OPTIMIZERS = ["sgd", "momentum", "adam", "adamw"]
+SCHEDULES = ["none", "step", "cosine"]
+
+
+def _add_model_flags(train):
+    d = TrainConfig()
+    group = train.add_argument_group("network and optimizer (the defaults are the post's)")
+    group.add_argument("--layers", type=_sizes, metavar="784,...,10",
+                       help=f"all layer widths, from {INPUTS} inputs to the dataset's 10 classes, e.g. 784,256,128,10 "
+                       "(instead of --hidden)")
+    group.add_argument("--activation", choices=ACTIVATIONS, default=d.activation,
+                       help=f"activation after each hidden layer (default {d.activation}; leaky_relu has slope 0.01, "
+                       "gelu is the tanh approximation)")
+    group.add_argument("--init", choices=["xavier", "he"], default=d.init,
+                       help=f"weight initialisation: Xavier or He uniform (default {d.init})")
+    group.add_argument("--dropout", type=_fraction, default=d.dropout, metavar="P",
+                       help=f"drop each hidden unit with probability P in training, 0 <= P < 1 (default {d.dropout})")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=d.optimizer,
+                       help=f"sgd is the post's plain step; momentum is SGD with momentum (default {d.optimizer})")
+    group.add_argument("--momentum", type=_fraction, default=None, metavar="M",
+                       help="momentum of --optimizer momentum, 0 <= M < 1 (default 0.9)")
+    group.add_argument("--nesterov", action="store_true", help="Nesterov momentum, with --optimizer momentum")
+    group.add_argument("--weight-decay", type=_non_negative(float), default=None, metavar="W",
+                       help="L2 weight decay for sgd, momentum and adam, decoupled for adamw "
+                       "(default 0, and 0.01 for adamw)")
+    group.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                       help="learning rate over the run: constant, x0.1 after each third, or a cosine down to 0 "
+                       f"(default {d.schedule})")
+    group.add_argument("--warmup", type=_non_negative(int), default=d.warmup, metavar="N",
+                       help=f"ramp the learning rate up linearly over the first N steps (batches) (default {d.warmup})")
+
+
+def _model_config(args):
+    """Check the network and optimizer flags together; the resolved values, for TrainConfig."""
+    if args.layers is not None and args.hidden is not None:
+        raise UsageError("give either --hidden or --layers, not both")
+    classes = len(DATASETS[args.dataset].classes)
+    if args.layers is not None and (args.layers[0] != INPUTS or args.layers[-1] != classes):
+        raise UsageError(f"--layers must start at {INPUTS} (the pixels) and end at {classes} (the classes), "
+                         f"got {','.join(map(str, args.layers))}")
+    if args.dropout and len(args.layers or [0, 0, 0]) < 3:
+        raise UsageError("--dropout needs a hidden layer: --layers has none")
+    if args.optimizer != "momentum" and (args.momentum is not None or args.nesterov):
+        flag = "--momentum" if args.momentum is not None else "--nesterov"
+        raise UsageError(f"{flag} applies only to --optimizer momentum, not {args.optimizer}")
+    if args.nesterov and args.momentum == 0:
+        raise UsageError("--nesterov needs a momentum above 0")
+    return {
+        "hidden": None if args.layers is not None else args.hidden if args.hidden is not None else TrainConfig.hidden,
+        "momentum": (0.9 if args.momentum is None else args.momentum) if args.optimizer == "momentum" else None,
+        "weight_decay": args.weight_decay if args.weight_decay is not None else (0.01 if args.optimizer == "adamw" else 0.0),
+    }
+
+
+def build_net(config, n_inputs, n_classes, rng):
+    """The network the config describes; with the defaults, the post's NeuralNet((784, 32, 10))."""
+    from .init import he_uniform, xavier_uniform
+    from .layers import GELU, LeakyReLU, ReLU, Sigmoid, Tanh
+    from .net import NeuralNet
+
+    activation = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": LeakyReLU, "gelu": GELU}[config.activation]
+    init = {"xavier": xavier_uniform, "he": he_uniform}[config.init]
+    sizes = config.layers if config.layers is not None else (n_inputs, config.hidden, n_classes)
+    return NeuralNet(sizes, lr=config.lr, rng=rng, activation=activation, init=init, p_drop=config.dropout)
+
+
+def build_optimizer(config, total_steps):
+    """The optimizer and its learning-rate schedule; with the defaults, the post's plain SGD."""
+    from .optim import SGD, Adam, AdamW, CosineDecay, LinearWarmup, StepDecay
+
+    if config.warmup >= total_steps:
+        raise UsageError(f"--warmup {config.warmup} is not shorter than the run ({total_steps} steps)")
+    lr = config.lr
+    if config.schedule == "step":
+        lr = StepDecay(lr, step_size=max(1, -(-total_steps // 3)), gamma=0.1)
+    elif config.schedule == "cosine":
+        lr = CosineDecay(lr, total_steps=total_steps)
+    if config.warmup:
+        lr = LinearWarmup(lr, warmup_steps=config.warmup)
+    if config.optimizer == "adam":
+        return Adam(lr, weight_decay=config.weight_decay)
+    if config.optimizer == "adamw":
+        return AdamW(lr, weight_decay=config.weight_decay)
+    return SGD(lr, momentum=config.momentum or 0.0, nesterov=config.nesterov, weight_decay=config.weight_decay)
 
 
 def _with_config(parser, argv, path):
@@ -183,7 +320,6 @@ def run_train(config):
     from .data import load_dataset
     from .files import atomic_write
     from .manifest import build_manifest, dataset_sha256
-    from .net import NeuralNet
     from .progress import TrainDisplay
     from .train import train
 
@@ -194,13 +330,14 @@ def run_train(config):
             X, y = load_dataset(config.dataset, "train", progress=progress, **where)
             X_test, y_test = load_dataset(config.dataset, "test", progress=progress, **where)
         classes = DATASETS[config.dataset].classes
+        optimizer = build_optimizer(config, total_steps=config.epochs * -(-len(X) // config.batch_size))
         start = time.perf_counter()
         rng = np.random.default_rng(config.seed)
-        net = NeuralNet((X.shape[1], config.hidden, len(classes)), lr=config.lr, rng=rng)
+        net = build_net(config, X.shape[1], len(classes), rng)
         display = TrainDisplay(epochs=config.epochs, examples=len(X), batch_size=config.batch_size,
                                quiet=config.quiet, log_json=log)
         with display:
-            history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
+            history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng, optimizer=optimizer,
                             X_test=X_test, y_test=y_test, on_epoch=display.on_epoch, on_batch=display.on_batch)
     seconds = time.perf_counter() - start
     net.save(out / "model.npz")
@@ -352,7 +489,8 @@ def main(argv=None):
         if args.command == "train":
             if args.config_file is not None:
                 args = _with_config(parser, argv, args.config_file)
-            config = TrainConfig(**{k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__})
+            settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
+            config = TrainConfig(**{**settings, **_model_config(args)})
             run_train(config)
         elif args.command == "data":
             return run_data(args)

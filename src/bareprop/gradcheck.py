@@ -11,7 +11,8 @@ through a float64 copy, so the layer passed in is never changed.
 
 A loss is called as loss(X, Y) and returns (out, batch mean); its bp_input(grad) returns the gradient
 of the batch *sum* of the losses, times grad elementwise (the post's convention: NeuralNet calls it
-with grad = ones). So for a loss the check compares bp_input(G) with d(B * mean)/dX * G.
+with grad = ones). So for a loss the check compares bp_input(G) with d(B * mean)/dX * G. A loss
+whose `reduction` is "mean" differentiates the batch mean instead, and is compared with d(mean)/dX * G.
 
 The registry
 ------------
@@ -40,8 +41,8 @@ from typing import Callable
 
 import numpy as np
 
-from .layers import Linear, ReLU
-from .losses import SoftmaxCrossEntropy
+from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from .net import one_hot
 
 
@@ -158,6 +159,12 @@ def _targets(layer, X, targets, rng):
     return np.array(targets, dtype=np.float64)
 
 
+def _objective_scale(loss, B):
+    """What turns a loss's reported batch mean into the objective its bp_input differentiates:
+    B for the batch sum (the post's convention), 1 for a loss with reduction="mean"."""
+    return 1.0 if getattr(loss, "reduction", "sum") == "mean" else float(B)
+
+
 def _forward(template, X, Y):
     """Run the forward pass on a fresh copy of `template`: every pass starts from the same state,
     so a layer that draws randomness (dropout) draws the same numbers each time. -> (copy, output)"""
@@ -209,11 +216,12 @@ def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, ato
         scale = 1.0
         def f():
             return float((_forward(template, X, None)[1] * G).sum())
-    else:  # loss = the batch sum of the losses; bp_input(G) scales its gradient by G elementwise
+    else:  # loss = the batch sum (or mean) of the losses; bp_input(G) scales its gradient by G elementwise
         G = rng.normal(size=X.shape)  # (B, K)
         scale = G
+        objective = _objective_scale(layer, len(X))
         def f():
-            return float(_forward(template, X, Y)[1][1]) * len(X)  # the mean, times B
+            return float(_forward(template, X, Y)[1][1]) * objective  # the mean, times B for the sum
     dX, failed = _analytic("dX", probe.bp_input, G)
     checks = [failed or _compare("dX", dX, _numeric_grad(f, X, eps) * scale, rtol, atol)]
     if hasattr(probe, "bp_param"):
@@ -265,7 +273,8 @@ def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
         checks = [_compare("out", out, out_t.detach().numpy(), **values),
                   _compare("loss", np.float64(loss) * len(X), loss_sum_t.item(), **values)]  # mean * B = sum
         dX, failed = _analytic("dX", probe.bp_input, G)
-        checks.append(failed or _compare("dX", dX, Xt.grad.numpy() * G, **grads))
+        expected = Xt.grad.numpy() * G * (_objective_scale(probe, len(X)) / len(X))  # d(sum) -> d(sum) or d(mean)
+        checks.append(failed or _compare("dX", dX, expected, **grads))
     return GradcheckResult(repr(layer), "PyTorch", tuple(checks))
 
 
@@ -314,6 +323,57 @@ def _one_hot_targets(shape, rng):  # (B, K) -> one-hot (B, K)
     return one_hot(rng.integers(0, shape[1], size=shape[0]), shape[1], np.float64)
 
 
+def _torch_leaky_relu(layer, X, W):  # (B, I) -> (B, I)
+    import torch.nn.functional as F
+
+    return F.leaky_relu(X, layer.slope)
+
+
+def _torch_sigmoid(layer, X, W):  # (B, I) -> (B, I)
+    import torch
+
+    return torch.sigmoid(X)
+
+
+def _torch_tanh(layer, X, W):  # (B, I) -> (B, I)
+    import torch
+
+    return torch.tanh(X)
+
+
+def _torch_gelu(layer, X, W):  # (B, I) -> (B, I)
+    import torch.nn.functional as F
+
+    return F.gelu(X, approximate="tanh")
+
+
+def _torch_dropout(layer, X, W):  # (B, I) -> (B, I)
+    import torch
+
+    return X * torch.from_numpy(layer.mask)  # the very mask the layer drew on this X, 0 or 1 / (1 - p)
+
+
+def _torch_mse(loss, X, Y):  # (B, K), (B, K) -> (B, K), ()
+    import torch.nn.functional as F
+
+    return X, F.mse_loss(X, Y, reduction="sum")  # sum over b and k of (X - Y)^2
+
+
+def _torch_sigmoid_binary_cross_entropy(loss, X, Y):  # (B, K), (B, K) -> (B, K), ()
+    import torch
+    import torch.nn.functional as F
+
+    return torch.sigmoid(X), F.binary_cross_entropy_with_logits(X, Y, reduction="sum")
+
+
+def _unit_interval_targets(shape, rng):  # (B, K) -> (B, K) in [0, 1]: yes/no probabilities
+    return rng.uniform(size=shape)
+
+
+def _real_targets(shape, rng):  # (B, K) -> (B, K)
+    return rng.normal(size=shape)
+
+
 REFERENCES = {
     Linear: Reference(
         build=lambda width, rng: Linear(width, int(rng.integers(1, 9)), rng=rng),
@@ -327,5 +387,35 @@ REFERENCES = {
         build=lambda width, rng: SoftmaxCrossEntropy(),
         torch=_torch_softmax_cross_entropy,
         targets=_one_hot_targets,
+    ),
+    LeakyReLU: Reference(
+        build=lambda width, rng: LeakyReLU(float(rng.uniform(0.01, 0.5))),
+        torch=_torch_leaky_relu,
+    ),
+    Sigmoid: Reference(
+        build=lambda width, rng: Sigmoid(),
+        torch=_torch_sigmoid,
+    ),
+    Tanh: Reference(
+        build=lambda width, rng: Tanh(),
+        torch=_torch_tanh,
+    ),
+    GELU: Reference(
+        build=lambda width, rng: GELU(),
+        torch=_torch_gelu,
+    ),
+    Dropout: Reference(
+        build=lambda width, rng: Dropout(0.3, rng=np.random.default_rng(int(rng.integers(2**32)))),
+        torch=_torch_dropout,
+    ),
+    MSE: Reference(
+        build=lambda width, rng: MSE(),
+        torch=_torch_mse,
+        targets=_real_targets,
+    ),
+    SigmoidBinaryCrossEntropy: Reference(
+        build=lambda width, rng: SigmoidBinaryCrossEntropy(),
+        torch=_torch_sigmoid_binary_cross_entropy,
+        targets=_unit_interval_targets,
     ),
 }

@@ -3,7 +3,7 @@
 Shape glossary, used in every comment below:
     B  batch size (always the first dimension)
     I  input width of a layer
-    O  output width of a layer
+    O  output width of a layer (an activation keeps the width: O = I)
 
 Every layer has
     __call__(X)     forward: (B, I) -> (B, O), keeping what the backward pass needs
@@ -11,6 +11,8 @@ Every layer has
 and a layer with weights also has
     bp_param(grad)  dLoss/dW: grad is dLoss/d(output), (B, O) -> W.shape
 """
+
+import math
 
 import numpy as np
 
@@ -28,11 +30,12 @@ class Linear:
 
     The bias is folded into W as its last row: the forward appends a column of
     ones to X, so W is (I+1, O) and there is no separate bias to differentiate.
+    `init` is an initialiser from bareprop.init (Xavier by default, as in the post).
     """
 
-    def __init__(self, in_features, out_features, *, rng, dtype=np.float32):
+    def __init__(self, in_features, out_features, *, rng, dtype=np.float32, init=xavier_uniform):
         self.in_features, self.out_features = in_features, out_features
-        self.W = xavier_uniform(rng, in_features + 1, out_features, dtype)  # (I+1, O)
+        self.W = init(rng, in_features + 1, out_features, dtype)  # (I+1, O)
 
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features})"
@@ -64,4 +67,104 @@ class ReLU:
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
         dX = grad * self.mask  # (B, I) * (B, I) = (B, I)
+        return dX
+
+
+class LeakyReLU:
+    """Leaky ReLU, out = X where X > 0, else slope * X."""
+
+    def __init__(self, slope=0.01):
+        self.slope = slope
+
+    def __repr__(self):
+        return f"LeakyReLU({self.slope})"
+
+    def __call__(self, X):  # (B, I) -> (B, I)
+        self.mask = X > 0  # (B, I), kept for bp_input: where the slope is 1
+        return np.where(self.mask, X, self.slope * X)  # (B, I)
+
+    def bp_input(self, grad):  # (B, I) -> (B, I)
+        dX = np.where(self.mask, grad, self.slope * grad)  # (B, I): grad times 1 or slope
+        return dX
+
+
+class Sigmoid:
+    """Logistic sigmoid, out = 1 / (1 + exp(-X)), computed as (1 + tanh(X / 2)) / 2: never overflows."""
+
+    def __repr__(self):
+        return "Sigmoid()"
+
+    def __call__(self, X):  # (B, I) -> (B, I)
+        self.out = 0.5 * (1 + np.tanh(0.5 * X))  # (B, I), kept for bp_input
+        return self.out
+
+    def bp_input(self, grad):  # (B, I) -> (B, I)
+        dX = grad * self.out * (1 - self.out)  # (B, I): sigmoid' = s (1 - s)
+        return dX
+
+
+class Tanh:
+    """Hyperbolic tangent, out = tanh(X)."""
+
+    def __repr__(self):
+        return "Tanh()"
+
+    def __call__(self, X):  # (B, I) -> (B, I)
+        self.out = np.tanh(X)  # (B, I), kept for bp_input
+        return self.out
+
+    def bp_input(self, grad):  # (B, I) -> (B, I)
+        dX = grad * (1 - self.out * self.out)  # (B, I): tanh' = 1 - tanh^2
+        return dX
+
+
+class GELU:
+    """Gaussian error linear unit, tanh approximation (as in BERT and GPT-2):
+
+        out = X/2 (1 + tanh(u)),  u = c (X + a X^3),  c = sqrt(2 / pi),  a = 0.044715
+    """
+
+    C, A = math.sqrt(2 / math.pi), 0.044715  # Python floats: they keep the input's dtype
+
+    def __repr__(self):
+        return "GELU()"
+
+    def __call__(self, X):  # (B, I) -> (B, I)
+        self.X = X  # (B, I), kept for bp_input
+        self.t = np.tanh(self.C * (X + self.A * X**3))  # (B, I), tanh(u), kept for bp_input
+        return 0.5 * X * (1 + self.t)  # (B, I)
+
+    def bp_input(self, grad):  # (B, I) -> (B, I)
+        du = self.C * (1 + 3 * self.A * self.X**2)  # (B, I): du/dX
+        dout = 0.5 * (1 + self.t) + 0.5 * self.X * (1 - self.t**2) * du  # (B, I): product rule, tanh' = 1 - tanh^2
+        dX = grad * dout  # (B, I)
+        return dX
+
+
+class Dropout:
+    """Inverted dropout: in training, each unit is zeroed with probability p_drop and the
+    survivors are scaled by 1 / (1 - p_drop), so the expected output equals X.
+
+    At inference (training = False, which the net sets on its inference copies) it is the
+    identity. The masks are drawn from the generator `rng` passed in.
+    """
+
+    def __init__(self, p_drop, *, rng):
+        if not 0 <= p_drop < 1:
+            raise ValueError(f"Dropout: p_drop must lie in [0, 1), got {p_drop}")
+        self.p_drop, self.rng, self.training = p_drop, rng, True
+
+    def __repr__(self):
+        return f"Dropout({self.p_drop})"
+
+    def __call__(self, X):  # (B, I) -> (B, I)
+        if not self.training:
+            self.mask = None  # identity: nothing to keep
+            return X
+        keep = self.rng.random(X.shape, dtype=X.dtype) >= self.p_drop  # (B, I) bool, P(keep) = 1 - p_drop
+        self.mask = keep.astype(X.dtype) / (1 - self.p_drop)  # (B, I), 0 or 1/(1-p), kept for bp_input
+        return X * self.mask  # (B, I)
+
+    def bp_input(self, grad):  # (B, I) -> (B, I)
+        dX = grad if self.mask is None else grad * self.mask  # (B, I): the same mask scales the gradient
         return dX

@@ -2,7 +2,8 @@
 
 The archive holds
     spec        a 0-d unicode array: JSON {"format": "bareprop-model", "version": 1, "dtype", "lr",
-                "layers": [{"type": "Linear", "in": 784, "out": 32}, {"type": "ReLU"}, ...], "loss"}
+                "layers": [{"type": "Linear", "in": 784, "out": 32}, {"type": "ReLU"}, ...], "loss",
+                and "net": "Sequential" for a net that is not a NeuralNet}
     layers.i.W  the weight matrix of layer i (i indexes "layers"), shape (in+1, out)
 Loading never unpickles (allow_pickle=False) and checks everything against the spec; each problem
 is a ModelFileError whose one-line message names the file.
@@ -25,26 +26,44 @@ class ModelFileError(ValueError):
 
 
 def layer_spec(layer):
-    """The JSON-able description of one layer; new layer types add a line here and in _build."""
-    from .layers import Linear, ReLU
+    """The JSON-able description of one layer; new layer types add a line here and in _layer."""
+    from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 
-    if isinstance(layer, Linear):
+    if type(layer) is Linear:
         return {"type": "Linear", "in": layer.in_features, "out": layer.out_features}
-    if isinstance(layer, ReLU):
-        return {"type": "ReLU"}
+    if type(layer) is LeakyReLU:
+        return {"type": "LeakyReLU", "slope": layer.slope}
+    if type(layer) is Dropout:
+        return {"type": "Dropout", "p_drop": layer.p_drop}
+    if type(layer) in (ReLU, Sigmoid, Tanh, GELU):
+        return {"type": type(layer).__name__}
     raise ValueError(f"save: cannot record layer {layer!r}: no spec for {type(layer).__name__}")
+
+
+def loss_spec(loss):
+    """The JSON-able description of the loss: its type, and its reduction unless it is the default "sum"."""
+    from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+
+    if type(loss) not in (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy):
+        raise ValueError(f"save: cannot record loss {loss!r}: no spec for {type(loss).__name__}")
+    return {"type": type(loss).__name__, **({"reduction": loss.reduction} if loss.reduction != "sum" else {})}
 
 
 def net_spec(net):
     """The architecture of `net` as a JSON-able dict (no weights)."""
-    return {
+    from .net import NeuralNet
+
+    spec = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": net.dtype.name,
         "lr": net.lr,
         "layers": [layer_spec(layer) for layer in net.layers],
-        "loss": {"type": type(net.loss).__name__},
+        "loss": loss_spec(net.loss),
     }
+    if type(net) is not NeuralNet:
+        spec["net"] = "Sequential"
+    return spec
 
 
 def save(net, path):
@@ -60,8 +79,11 @@ def save(net, path):
     atomic_write(Path(path), buffer.getvalue())
 
 
-def load(path):
-    """Read a NeuralNet written by save(); raise ModelFileError naming the file on any problem."""
+def load(path, *, rng=None):
+    """Read a NeuralNet (or Sequential) written by save(); raise ModelFileError naming the file on any problem.
+
+    rng is the generator that Dropout layers draw their masks from if the net is trained further
+    (inference never draws); default np.random.default_rng(0)."""
     path = Path(path)
 
     def fail(problem):
@@ -71,7 +93,7 @@ def load(path):
     if "spec" not in arrays:
         raise fail("no 'spec' array: not a bareprop model file")
     spec = _parse_spec(arrays.pop("spec"), fail)
-    net, expected = _build(spec, fail)
+    net, expected = _build(spec, fail, np.random.default_rng(0) if rng is None else rng)
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing:
         raise fail(f"missing array{'s' * (len(missing) > 1)} {', '.join(missing)}")
@@ -129,31 +151,86 @@ def _parse_spec(array, fail):
     return spec
 
 
-def _build(spec, fail):
-    """A NeuralNet with the spec's architecture and {array name: layer} for the arrays it needs.
+def _layer(spec, dtype, rng):
+    """The layer one layer spec describes (a Linear with placeholder weights), or None if unknown."""
+    from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 
-    The weights it is built with are placeholders, overwritten by load()."""
+    kind, args = spec.get("type"), {k: v for k, v in spec.items() if k != "type"}
+    number = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
+    if kind == "Linear" and set(args) == {"in", "out"}:
+        return Linear(args["in"], args["out"], rng=rng, dtype=dtype)
+    if kind == "LeakyReLU" and set(args) == {"slope"} and number(args["slope"]):
+        return LeakyReLU(args["slope"])
+    if kind == "Dropout" and set(args) == {"p_drop"} and number(args["p_drop"]) and 0 <= args["p_drop"] < 1:
+        return Dropout(args["p_drop"], rng=rng)
+    plain = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "GELU": GELU}
+    if kind in plain and not args:
+        return plain[kind]()
+    return None
+
+
+def _loss(spec, fail):
+    from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+
+    kinds = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy)}
+    reduction = spec.get("reduction", "sum") if isinstance(spec, dict) else None
+    if (not isinstance(spec, dict) or spec.get("type") not in kinds or set(spec) - {"type", "reduction"}
+            or reduction not in ("sum", "mean")):
+        raise fail(f"the spec's loss {spec!r} is not SoftmaxCrossEntropy, MSE or SigmoidBinaryCrossEntropy")
+    return kinds[spec["type"]](reduction)
+
+
+def _as_neural_net(layers, loss, lr, dtype, rng):
+    """The NeuralNet whose layers have exactly these specs, or None if no NeuralNet does."""
+    from .losses import SoftmaxCrossEntropy
     from .net import NeuralNet
+
+    if type(loss) is not SoftmaxCrossEntropy or loss.reduction != "sum":
+        return None
+    linears = [spec for spec in layers if spec.get("type") == "Linear"]
+    sizes = [spec["in"] for spec in linears[:1]] + [spec["out"] for spec in linears]
+    activation = layers[1] if len(layers) > 1 else {"type": "ReLU"}
+    p_drop = next((spec["p_drop"] for spec in layers if spec.get("type") == "Dropout"), 0.0)
+    try:
+        net = NeuralNet(sizes, lr=lr, rng=rng, dtype=dtype, activation=lambda: _layer(activation, dtype, rng),
+                        p_drop=p_drop)
+        return net if [layer_spec(layer) for layer in net.layers] == layers else None
+    except (ValueError, TypeError, AttributeError, KeyError):  # no NeuralNet has these layers
+        return None
+
+
+def _build(spec, fail, rng):
+    """A NeuralNet (or Sequential) with the spec's architecture and {array name: layer} for the
+    arrays it needs. The weights it is built with are placeholders, overwritten by load()."""
+    from .net import Sequential
 
     layers, lr, dtype = spec.get("layers"), spec.get("lr"), spec.get("dtype")
     if dtype not in ("float32", "float64"):
         raise fail(f"the spec's dtype {dtype!r} is not float32 or float64")
     if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
         raise fail(f"the spec's lr {lr!r} is not a positive number")
-    if spec.get("loss") != {"type": "SoftmaxCrossEntropy"}:
-        raise fail(f"the spec's loss {spec.get('loss')!r} is not SoftmaxCrossEntropy")
+    loss = _loss(spec.get("loss"), fail)
     if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
         raise fail("the spec's layers are not a list of layer specs")
     linears = [layer for layer in layers if layer.get("type") == "Linear"]
     sizes = [layer.get("in") for layer in linears[:1]] + [layer.get("out") for layer in linears]
     if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
         raise fail(f"the spec's layers {layers} do not give positive integer sizes")
-    try:
-        net = NeuralNet(sizes, lr=lr, rng=np.random.default_rng(0), dtype=dtype)
-    except ValueError as e:
-        raise fail(f"the spec does not describe a network this bareprop can build ({e})") from None
-    if [layer_spec(layer) for layer in net.layers] != layers:
-        raise fail(f"the spec's layers {layers} are not a network this bareprop can build "
-                   "(Linear, then ReLU and Linear in turn)")
+    if spec.get("net", "NeuralNet") not in ("NeuralNet", "Sequential"):
+        raise fail(f"the spec's net {spec.get('net')!r} is not NeuralNet or Sequential")
+    net = _as_neural_net(layers, loss, lr, dtype, rng) if spec.get("net", "NeuralNet") == "NeuralNet" else None
+    if net is None:
+        built = [_layer(layer, dtype, rng) for layer in layers]
+        unknown = [layer for layer, made in zip(layers, built) if made is None]
+        if unknown:
+            raise fail(f"the spec's layers {layers} are not a network this bareprop can build "
+                       f"(no such layer: {unknown[0]})")
+        try:
+            net = Sequential(built, loss, lr)
+        except ValueError as e:
+            raise fail(f"the spec does not describe a network this bareprop can build ({e})") from None
+        if spec.get("net", "NeuralNet") == "NeuralNet":
+            raise fail(f"the spec's layers {layers} are not a network this bareprop can build as a NeuralNet "
+                       "(Linear, then an activation, maybe Dropout, and Linear in turn)")
     expected = {f"layers.{i}.W": layer for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
     return net, expected

@@ -1,4 +1,4 @@
-"""NeuralNet: the post's network, chaining layers forward and backward.
+"""Sequential: any stack of layers, then a loss; NeuralNet: the post's MLP, built as one.
 
 The net holds no math of its own: the layers do the forward and backward
 passes, the net only calls them in order (and in reverse order).
@@ -8,8 +8,9 @@ import copy
 
 import numpy as np
 
-from .layers import Linear, ReLU, _check_width
-from .losses import SoftmaxCrossEntropy, log_softmax, softmax
+from .init import xavier_uniform
+from .layers import Dropout, Linear, ReLU, _check_width
+from .losses import SoftmaxCrossEntropy
 
 
 def as_inputs(X, dtype):  # (B, I) -> (B, I)
@@ -26,28 +27,43 @@ def one_hot(y, num_classes, dtype=np.float32):  # (B,) -> (B, K)
     return np.eye(num_classes, dtype=dtype)[y]  # (B, K)
 
 
-class NeuralNet:
-    """An MLP: Linear -> ReLU -> ... -> Linear, then fused softmax + cross-entropy.
+def _inference_copy(layer):
+    """A shallow copy that shares the weights but keeps its own cache, switched to inference
+    (Dropout becomes the identity): the layer itself is left exactly as it was."""
+    layer = copy.copy(layer)
+    if hasattr(layer, "training"):
+        layer.training = False
+    return layer
 
-    sizes=(784, 32, 10) is the post's network: 784 -> 32 -> ReLU -> 10.
-    Gradients are summed over the batch, so lr is per example, as in the post.
+
+class Sequential:
+    """Layers applied in order, then a loss (fused softmax + cross-entropy unless given).
+
+    The layers with weights (those with a `W`, such as Linear) must chain: each one's
+    out_features is the next one's in_features; the last one's is the number of classes.
+    `lr` is the step of gradient_descent(), the post's plain SGD; train() can take any
+    optimizer from bareprop.optim instead.
     """
 
-    def __init__(self, sizes=(784, 32, 10), lr=0.001, *, rng, dtype=np.float32):
-        if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
-            raise ValueError(f"NeuralNet: sizes must be two or more positive integers, got {sizes}")
+    def __init__(self, layers, loss=None, lr=0.001):
+        layers = list(layers)
+        weighted = [layer for layer in layers if hasattr(layer, "W")]
+        if not weighted:
+            raise ValueError(f"{type(self).__name__}: needs at least one layer with weights, got {layers}")
+        for a, b in zip(weighted, weighted[1:]):
+            if a.out_features != b.in_features:
+                raise ValueError(f"{type(self).__name__}: {a!r} cannot feed {b!r}: {a.out_features} != {b.in_features}")
+        dtypes = {layer.W.dtype for layer in weighted}
+        if len(dtypes) > 1:
+            raise ValueError(f"{type(self).__name__}: all weights must share one dtype, got {sorted(map(str, dtypes))}")
         if not lr > 0:
-            raise ValueError(f"NeuralNet: lr must be positive, got {lr}")
-        self.sizes, self.lr, self.dtype = tuple(int(s) for s in sizes), lr, np.dtype(dtype)
-        self.layers = []
-        for i, (n_in, n_out) in enumerate(zip(self.sizes[:-1], self.sizes[1:])):
-            if i > 0:
-                self.layers.append(ReLU())
-            self.layers.append(Linear(n_in, n_out, rng=rng, dtype=dtype))
-        self.loss = SoftmaxCrossEntropy()
+            raise ValueError(f"{type(self).__name__}: lr must be positive, got {lr}")
+        self.layers, self.lr, self.dtype = layers, lr, dtypes.pop()
+        self.loss = loss if loss is not None else SoftmaxCrossEntropy()
+        self.sizes = (weighted[0].in_features, *(layer.out_features for layer in weighted))
 
     def __repr__(self):
-        return f"NeuralNet({', '.join(map(repr, self.layers))}, {self.loss!r})"
+        return f"{type(self).__name__}({', '.join(map(repr, self.layers))}, {self.loss!r})"
 
     @property
     def num_classes(self):
@@ -64,7 +80,8 @@ class NeuralNet:
 
     def check_inputs(self, X, y):
         """Raise a ValueError naming the layer and both shapes unless X is (N, I) and y is (N,) of valid classes."""
-        _check_width(self.layers[0], X, self.sizes[0])
+        first = next(layer for layer in self.layers if hasattr(layer, "W"))
+        _check_width(first, X, self.sizes[0])
         self._check_labels(X, y)
 
     def _check_labels(self, X, y):
@@ -76,7 +93,7 @@ class NeuralNet:
         return y
 
     def evaluate(self, X, y):
-        """Forward pass with labels, keeping what backprop() needs: (probs, accuracy, loss)."""
+        """Forward pass with labels (Dropout active), keeping what backprop() needs: (probs, accuracy, loss)."""
         X = as_inputs(X, self.dtype)
         y = self._check_labels(X, y)
         logits = self._forward(X)  # (B, K)
@@ -89,11 +106,13 @@ class NeuralNet:
 
         Returns the gradients in the same order as params().
         """
-        grad = self.loss.bp_input(np.ones_like(self.loss.Y))  # (B, K): dLoss/dlogits = P - Y
+        grad = self.loss.bp_input(np.ones_like(self.loss.Y))  # (B, K): dLoss/dlogits, P - Y for softmax + CE
         grads = []
         for layer in reversed(self.layers):
             if hasattr(layer, "bp_param"):
                 grads.append(layer.bp_param(grad))  # W.shape
+            if layer is self.layers[0]:
+                break  # the gradient with respect to the data itself is never used: skip the product
             grad = layer.bp_input(grad)  # (B, I) of this layer = (B, O) of the one below
         return grads[::-1]
 
@@ -108,16 +127,17 @@ class NeuralNet:
 
         save(self, path)
 
-    # --- inference: pure, touches no training state -------------------------------
+    # --- inference: pure, touches no training state; Dropout is the identity -------
 
     def predict_proba(self, X):  # (B, I) -> (B, K)
-        """Class probabilities. Runs on shallow copies of the layers, so their caches stay as they were."""
-        return softmax(self._logits(X))  # (B, K)
+        """What the loss makes of the outputs at inference: class probabilities for softmax + CE.
+        Runs on inference copies of the layers, so their caches stay as they were."""
+        return self.loss.output(self._logits(X))  # (B, K)
 
     def _logits(self, X):  # (B, I) -> (B, K)
         X = as_inputs(X, self.dtype)
         for layer in self.layers:
-            X = copy.copy(layer)(X)  # the copy shares W but keeps its own cache
+            X = _inference_copy(layer)(X)
         return X
 
     def predict(self, X):  # (B, I) -> (B,)
@@ -125,13 +145,42 @@ class NeuralNet:
         return self.predict_proba(X).argmax(axis=1)
 
     def score(self, X, y, batch_size=1000):
-        """(accuracy, mean cross-entropy) on a labelled set, without touching training state."""
+        """(accuracy, mean loss per example) on a labelled set, without touching training state.
+        For softmax + cross-entropy the loss is the mean cross-entropy."""
         X = np.asarray(X)
         y = self._check_labels(X, y)
         correct, total_loss = 0, 0.0
         for start in range(0, len(X), batch_size):
-            log_P = log_softmax(self._logits(X[start:start + batch_size]))  # (b, K)
+            logits = self._logits(X[start:start + batch_size])  # (b, K)
             yb = y[start:start + batch_size]  # (b,)
-            correct += int((log_P.argmax(axis=1) == yb).sum())
-            total_loss += -float(log_P[np.arange(len(yb)), yb].sum())  # cross-entropy of the true classes
+            correct += int((logits.argmax(axis=1) == yb).sum())
+            total_loss += float(self.loss.per_example(logits, one_hot(yb, self.num_classes, self.dtype)).sum())
         return correct / len(X), total_loss / len(X)
+
+
+class NeuralNet(Sequential):
+    """An MLP: Linear -> activation -> [Dropout] -> ... -> Linear, then fused softmax + cross-entropy.
+
+    sizes=(784, 32, 10) is the post's network: 784 -> 32 -> ReLU -> 10, Xavier-initialised.
+    Deeper nets list more sizes: (784, 256, 128, 10). `activation` makes each hidden
+    activation layer (a class such as ReLU or GELU, or a function returning a layer);
+    `init` is the initialiser of every Linear; p_drop > 0 puts Dropout(p_drop, rng=rng)
+    after each hidden activation. Gradients are summed over the batch, so lr is per example,
+    as in the post.
+    """
+
+    def __init__(self, sizes=(784, 32, 10), lr=0.001, *, rng, dtype=np.float32, activation=ReLU,
+                 init=xavier_uniform, p_drop=0.0):
+        if len(sizes) < 2 or any(int(s) != s or s < 1 for s in sizes):
+            raise ValueError(f"NeuralNet: sizes must be two or more positive integers, got {sizes}")
+        if not lr > 0:
+            raise ValueError(f"NeuralNet: lr must be positive, got {lr}")
+        sizes = tuple(int(s) for s in sizes)
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            if i > 0:
+                layers.append(activation())
+                if p_drop > 0:
+                    layers.append(Dropout(p_drop, rng=rng))
+            layers.append(Linear(n_in, n_out, rng=rng, dtype=dtype, init=init))
+        super().__init__(layers, SoftmaxCrossEntropy(), lr)

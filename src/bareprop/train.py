@@ -42,20 +42,24 @@ def gradient_norms(net, X, y):
     return [float(np.linalg.norm(dW)) / len(X) for dW in net.backprop()]
 
 
-def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, fast=True,
-          on_batch=None):
-    """Train `net` with minibatch SGD (reshuffled every epoch) and return its History.
+def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, optimizer=None,
+          fast=True, on_batch=None):
+    """Train `net` on minibatches (reshuffled every epoch) and return its History.
 
     X is (N, I) floats, or uint8 pixel values 0..255 that are scaled to [0, 1] batch by
-    batch. After each epoch the test set, if given, is scored without touching training
-    state, and on_epoch(history), if given, is called (the CLI prints from there).
+    batch. `optimizer` is any optimizer from bareprop.optim, stepped once per batch (a
+    schedule counts batches); without one, each batch takes net.gradient_descent(), the
+    post's plain SGD with the net's lr. After each epoch the test set, if given, is scored
+    without touching training state, and on_epoch(history), if given, is called (the CLI
+    prints from there).
     After each batch, on_batch(history, batch, n_batches, running), if given, is called
     with the history of the epochs before and a function giving the epoch's running
     (loss, accuracy): a progress bar's hook, which asks for the figures only when it draws.
 
     The loop below is the reference. When fast=True and the net is one the private fast
-    path knows (the post's Linear/ReLU nets with plain SGD), each epoch runs there instead:
-    the same arithmetic, bit for bit, without the per-step allocations (see _fast.py).
+    path knows (the post's Linear/ReLU nets with plain SGD at a constant lr), each epoch
+    runs there instead: the same arithmetic, bit for bit, without the per-step allocations
+    (see _fast.py).
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
@@ -64,7 +68,8 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     if X_test is not None:
         X_test, y_test = np.asarray(X_test), np.asarray(y_test)
         net.check_inputs(X_test, y_test)
-    fast_sgd = _fast.FastSGD(net, batch_size) if fast and _fast.supports(net) else None
+    fast_sgd = _fast.FastSGD(net, batch_size, optimizer) if fast and _fast.supports(net, optimizer) else None
+    state = optimizer.init(net.params()) if optimizer is not None else None
     history = History()
     for epoch in range(epochs):
         start = time.perf_counter()
@@ -79,7 +84,10 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
                 loss, correct = 0.0, 0.0
                 for i, idx in enumerate(epoch_batches):
                     _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])
-                    net.gradient_descent()
+                    if optimizer is None:
+                        net.gradient_descent()
+                    else:
+                        state = optimizer.step(net.params(), net.backprop(), state)
                     correct += batch_correct / len(epoch_batches)
                     loss += batch_loss / len(epoch_batches)
                     if step_hook is not None:

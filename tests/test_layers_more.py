@@ -1,0 +1,147 @@
+"""The layers and losses beyond the post, beyond what the registry checks.
+
+Every class here is registered in bareprop.gradcheck.REFERENCES, so tests/test_layers.py already
+checks it in three tiers (shapes; finite differences; PyTorch). Here: the losses with
+reduction="mean" and with probability targets, and what the gradient checks cannot see.
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bareprop import (
+    GELU, MSE, Dropout, LeakyReLU, Linear, NeuralNet, Sigmoid, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, Tanh,
+    gradcheck, he_uniform, one_hot, torch_check,
+)
+
+B, I = 3, 5
+LOGITS = np.random.default_rng(5).normal(size=(4, 3)) * 2  # (B, K), non-square
+SOFT = np.random.default_rng(6).uniform(size=(4, 3))  # targets in [0, 1], rows not summing to 1
+
+
+def both(loss, Y, torch_forward):
+    """The public harness, both oracles, on LOGITS and the given targets: asserts both pass."""
+    for result in (gradcheck(loss, LOGITS, targets=Y), torch_check(loss, LOGITS, targets=Y, torch_forward=torch_forward)):
+        assert result.ok, result.message
+
+
+# PyTorch references: (loss, X, Y) -> (out, the batch SUM of the losses); the harness divides by B for "mean".
+def torch_softmax_ce(loss, X, Y):
+    return torch.softmax(X, dim=1), F.cross_entropy(X, Y, reduction="sum")
+
+
+def test_softmax_cross_entropy_mean():
+    both(SoftmaxCrossEntropy("mean"), one_hot(np.array([2, 0, 1, 2]), 3, np.float64), torch_softmax_ce)
+
+
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+def test_softmax_cross_entropy_with_probability_targets(reduction):
+    both(SoftmaxCrossEntropy(reduction), SOFT / SOFT.sum(axis=1, keepdims=True), torch_softmax_ce)  # P - Y holds
+
+
+def test_mse_mean():
+    # ours averages over the batch only, not over the K outputs as PyTorch's mse_loss(reduction="mean") does
+    both(MSE("mean"), SOFT, lambda loss, X, Y: (X, F.mse_loss(X, Y, reduction="sum")))
+
+
+def test_sigmoid_binary_cross_entropy_mean():
+    both(SigmoidBinaryCrossEntropy("mean"), SOFT,
+         lambda loss, X, Y: (torch.sigmoid(X), F.binary_cross_entropy_with_logits(X, Y, reduction="sum")))
+
+
+def test_mean_is_the_sum_divided_by_the_batch():
+    for make in (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy):
+        Y = one_hot(np.array([2, 0, 1, 2]), 3, np.float64)
+        total, mean = make("sum"), make("mean")
+        assert total(LOGITS, Y)[1] == mean(LOGITS, Y)[1]  # the reported loss is the batch mean either way
+        G = np.random.default_rng(0).normal(size=LOGITS.shape)
+        np.testing.assert_allclose(mean.bp_input(G), total.bp_input(G) / len(LOGITS), rtol=1e-15)
+
+
+def test_linear_with_he_init_passes_both_checks():
+    layer = Linear(I, 4, rng=np.random.default_rng(0), init=he_uniform)
+    assert gradcheck(layer, (B, I)).ok and torch_check(layer, (B, I)).ok
+
+
+# --- behaviour beyond the gradients -----------------------------------------------------
+
+def test_the_default_reduction_is_the_posts():
+    loss = SoftmaxCrossEntropy()
+    assert loss.reduction == "sum" and repr(loss) == "SoftmaxCrossEntropy()"
+    assert repr(SoftmaxCrossEntropy("mean")) == "SoftmaxCrossEntropy(reduction='mean')"
+    with pytest.raises(ValueError, match="reduction must be 'sum' or 'mean', got 'avg'"):
+        MSE("avg")
+
+
+@pytest.mark.parametrize("loss", [SigmoidBinaryCrossEntropy(), SoftmaxCrossEntropy()])
+def test_fused_losses_are_stable_for_huge_logits(loss):
+    X = np.array([[1e4, -1e4, 0.0], [-1e4, -1e4, 1e4]], dtype=np.float32)
+    Y = one_hot(np.array([1, 2]), 3)
+    with np.errstate(over="raise", divide="raise", invalid="raise"):
+        outputs, reported = loss(X, Y)
+        dX = loss.bp_input(np.ones_like(X))
+    assert np.isfinite(reported) and np.all(np.isfinite(outputs)) and np.all(np.isfinite(dX))
+
+
+@pytest.mark.parametrize("make", [Sigmoid, Tanh, GELU, lambda: LeakyReLU(0.2)])
+def test_activations_keep_float32_and_shapes(make):
+    X = np.random.default_rng(0).normal(size=(B, I)).astype(np.float32)
+    layer = make()
+    out = layer(X)
+    assert out.shape == X.shape and out.dtype == np.float32
+    assert layer.bp_input(np.ones_like(out)).dtype == np.float32
+
+
+def test_sigmoid_never_overflows():
+    with np.errstate(over="raise"):
+        out = Sigmoid()(np.array([[-1e4, 0.0, 1e4]], dtype=np.float32))
+    np.testing.assert_array_equal(out, [[0.0, 0.5, 1.0]])
+
+
+def test_dropout_drops_p_and_keeps_the_expected_value():
+    X = np.ones((200, 500), dtype=np.float32)
+    layer = Dropout(0.3, rng=np.random.default_rng(0))
+    out = layer(X)
+    assert out.dtype == np.float32
+    dropped = (out == 0).mean()
+    assert abs(dropped - 0.3) < 0.01  # 100,000 draws: the standard error is 0.0015
+    np.testing.assert_allclose(out[out != 0], 1 / 0.7, rtol=1e-6)  # survivors scaled up
+    assert abs(out.mean() - 1) < 0.02
+    np.testing.assert_array_equal(layer.bp_input(np.full_like(X, 2.0)), 2 * out)  # the same mask
+
+
+def test_dropout_uses_the_generator_it_is_given():
+    X = np.ones((4, 50))
+    a, b = Dropout(0.5, rng=np.random.default_rng(3))(X), Dropout(0.5, rng=np.random.default_rng(3))(X)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, Dropout(0.5, rng=np.random.default_rng(4))(X))
+
+
+def test_dropout_is_the_identity_at_inference():
+    layer = Dropout(0.5, rng=np.random.default_rng(0))
+    layer.training = False
+    X = np.random.default_rng(1).normal(size=(B, I))
+    np.testing.assert_array_equal(layer(X), X)
+    np.testing.assert_array_equal(layer.bp_input(X), X)
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.0, 1.5])
+def test_dropout_rejects_p_outside_0_1(p):
+    with pytest.raises(ValueError, match=r"Dropout: p_drop must lie in \[0, 1\)"):
+        Dropout(p, rng=np.random.default_rng(0))
+
+
+def test_he_bounds_and_seeded_repeatability():
+    W = he_uniform(np.random.default_rng(0), 785, 256)
+    bound = np.sqrt(6 / 785)
+    assert W.shape == (785, 256) and W.dtype == np.float32
+    assert np.abs(W).max() <= bound and np.abs(W).max() > 0.99 * bound
+    np.testing.assert_allclose(W.var(), 2 / 785, rtol=0.02)  # variance 2 / fan_in, He's point
+    np.testing.assert_array_equal(W, he_uniform(np.random.default_rng(0), 785, 256))
+
+
+def test_net_with_he_init_uses_it_for_every_linear():
+    net = NeuralNet((20, 30, 10), rng=np.random.default_rng(0), init=he_uniform)
+    for W in net.params():
+        assert np.abs(W).max() <= np.sqrt(6 / W.shape[0]) and np.abs(W).max() > np.sqrt(6 / sum(W.shape))

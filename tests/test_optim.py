@@ -1,0 +1,184 @@
+"""Each optimizer and schedule against torch.optim: 50 steps on the same gradients, float64, to 1e-6."""
+
+import numpy as np
+import pytest
+import torch
+
+from bareprop import SGD, Adam, AdamW, CosineDecay, LinearWarmup, NeuralNet, StepDecay, train
+from bareprop.optim import _lr_at
+
+SHAPES = [(4, 3), (6, 2)]  # two non-square weight arrays
+STEPS = 50
+
+
+def gradient(k, W, A):
+    """The gradient at step k: a quadratic's pull A * W plus fixed noise, so it depends on where W is."""
+    noise = np.random.default_rng(1000 + k).normal(size=W.shape)
+    return A * W + noise  # W.shape
+
+
+def run_ours(optimizer):
+    r = np.random.default_rng(0)
+    params = [r.normal(size=s) for s in SHAPES]
+    A = [r.uniform(0.5, 2, size=s) for s in SHAPES]
+    state = optimizer.init(params)
+    for k in range(STEPS):
+        state = optimizer.step(params, [gradient(k, W, a) for W, a in zip(params, A)], state)
+    return params
+
+
+def run_torch(make_optimizer, make_schedulers=lambda opt: []):
+    r = np.random.default_rng(0)
+    params = [torch.tensor(r.normal(size=s), requires_grad=True) for s in SHAPES]
+    A = [r.uniform(0.5, 2, size=s) for s in SHAPES]
+    opt = make_optimizer(params)
+    schedulers = make_schedulers(opt)
+    for k in range(STEPS):
+        for p, a in zip(params, A):
+            p.grad = torch.tensor(gradient(k, p.detach().numpy(), a))
+        opt.step()
+        for s in schedulers:
+            s.step()
+    return [p.detach().numpy() for p in params]
+
+
+T = torch.optim
+S = torch.optim.lr_scheduler
+CASES = {
+    "sgd": (SGD(0.05), lambda p: T.SGD(p, lr=0.05)),
+    "sgd-weight-decay": (SGD(0.05, weight_decay=0.1), lambda p: T.SGD(p, lr=0.05, weight_decay=0.1)),
+    "momentum": (SGD(0.05, momentum=0.9), lambda p: T.SGD(p, lr=0.05, momentum=0.9)),
+    "nesterov": (SGD(0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+                 lambda p: T.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01)),
+    "adam": (Adam(0.01), lambda p: T.Adam(p, lr=0.01)),
+    "adam-l2": (Adam(0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1),
+                lambda p: T.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-6, weight_decay=0.1)),
+    "adamw": (AdamW(0.01), lambda p: T.AdamW(p, lr=0.01)),
+    "adamw-strong-decay": (AdamW(0.01, betas=(0.85, 0.995), eps=1e-7, weight_decay=0.5),
+                           lambda p: T.AdamW(p, lr=0.01, betas=(0.85, 0.995), eps=1e-7, weight_decay=0.5)),
+}
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_optimizer_matches_torch(name):
+    ours, theirs = CASES[name]
+    for a, b in zip(run_ours(ours), run_torch(theirs)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+SCHEDULED = {
+    "sgd-step": (SGD(StepDecay(0.05, step_size=15, gamma=0.5), momentum=0.9),
+                 lambda p: T.SGD(p, lr=0.05, momentum=0.9), lambda o: [S.StepLR(o, step_size=15, gamma=0.5)]),
+    "adam-cosine": (Adam(CosineDecay(0.02, total_steps=STEPS, min_lr=0.001)),
+                    lambda p: T.Adam(p, lr=0.02), lambda o: [S.CosineAnnealingLR(o, T_max=STEPS, eta_min=0.001)]),
+    "sgd-warmup": (SGD(LinearWarmup(0.05, warmup_steps=10)),
+                   lambda p: T.SGD(p, lr=0.05), lambda o: [S.LinearLR(o, start_factor=1 / 10, total_iters=9)]),
+    "adamw-warmup-cosine": (AdamW(LinearWarmup(CosineDecay(0.02, total_steps=STEPS), warmup_steps=8)),
+                            lambda p: T.AdamW(p, lr=0.02),
+                            lambda o: [S.ChainedScheduler([S.LinearLR(o, start_factor=1 / 8, total_iters=7),
+                                                           S.CosineAnnealingLR(o, T_max=STEPS)])]),
+}
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_scheduled_optimizer_matches_torch(name):
+    ours, theirs, schedulers = SCHEDULED[name]
+    for a, b in zip(run_ours(ours), run_torch(theirs, schedulers)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_schedules_by_hand():
+    step = StepDecay(1.0, step_size=3, gamma=0.5)
+    assert [step(t) for t in range(7)] == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    cosine = CosineDecay(1.0, total_steps=4)
+    np.testing.assert_allclose([cosine(t) for t in range(6)], [1, (1 + 0.5 ** 0.5) / 2, 0.5, (1 - 0.5 ** 0.5) / 2, 0, 0])
+    warm = LinearWarmup(0.1, warmup_steps=4)
+    np.testing.assert_allclose([warm(t) for t in range(6)], [0.025, 0.05, 0.075, 0.1, 0.1, 0.1])
+    assert _lr_at(0.3, 99) == 0.3
+
+
+def test_state_is_explicit_and_params_are_the_only_thing_changed():
+    opt = Adam(0.1)
+    W = np.ones((2, 3))
+    state = opt.init([W])
+    assert state["step"] == 0 and np.all(state["m"][0] == 0)
+    new = opt.step([W], [np.full((2, 3), 2.0)], state)
+    assert new["step"] == 1 and state["step"] == 0 and np.all(state["m"][0] == 0)  # the old state is untouched
+    np.testing.assert_allclose(W, 1 - 0.1)  # the first Adam step moves each weight by lr (m_hat / sqrt(v_hat) = 1)
+    replay = np.ones((2, 3))
+    opt.step([replay], [np.full((2, 3), 2.0)], state)  # the same state replays the same step
+    np.testing.assert_array_equal(replay, W)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: SGD(0.1, momentum=1.0), r"momentum must lie in \[0, 1\)"),
+    (lambda: SGD(0.1, nesterov=True), "nesterov needs a momentum"),
+    (lambda: SGD(0.1, weight_decay=-1), "weight_decay must be >= 0"),
+    (lambda: Adam(betas=(0.9, 1.0)), "betas must be two numbers"),
+    (lambda: AdamW(eps=0), "eps must be positive"),
+    (lambda: StepDecay(0.1, step_size=0), "step_size must be a positive"),
+    (lambda: CosineDecay(0.1, total_steps=0), "total_steps must be positive"),
+    (lambda: LinearWarmup(0.1, warmup_steps=0), "warmup_steps must be positive"),
+])
+def test_bad_settings_are_refused(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def small_data(r, n=130, d=6, k=3):
+    centres = r.normal(size=(k, d)) * 3
+    y = r.integers(0, k, size=n)
+    return (centres[y] + r.normal(size=(n, d))).astype(np.float32), y
+
+
+def test_train_default_is_the_posts_gradient_descent_bit_for_bit():
+    X, y = small_data(np.random.default_rng(0))
+    r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
+    net1, net2 = NeuralNet((6, 8, 3), rng=r1), NeuralNet((6, 8, 3), rng=r2)
+    train(net1, X, y, epochs=2, batch_size=16, rng=r1)
+    from bareprop.train import batches
+    for _ in range(2):  # the same loop, written out with the post's gradient_descent()
+        for idx in batches(len(X), 16, r2):
+            net2.evaluate(X[idx], y[idx])
+            net2.gradient_descent()
+    for a, b in zip(net1.params(), net2.params()):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("optimizer", [SGD(0.002, momentum=0.9, nesterov=True), Adam(0.01),
+                                       AdamW(LinearWarmup(CosineDecay(0.01, total_steps=45), 5), weight_decay=0.01)])
+def test_train_with_each_optimizer_learns(optimizer):
+    r = np.random.default_rng(1)
+    X, y = small_data(r, n=300)
+    net = NeuralNet((6, 16, 3), rng=r)
+    h = train(net, X, y, epochs=5, batch_size=32, rng=r, X_test=X, y_test=y, optimizer=optimizer)
+    assert h.train_loss[-1] < h.train_loss[0] / 2
+    assert h.test_acc[-1] > 0.95
+
+
+def test_fast_path_takes_plain_sgd_objects_and_nothing_else():
+    from bareprop import SoftmaxCrossEntropy, _fast
+
+    net = NeuralNet((5, 4, 3), rng=np.random.default_rng(0))
+    assert _fast.supports(net, SGD(0.01))
+    assert not _fast.supports(net, SGD(0.01, momentum=0.9))
+    assert not _fast.supports(net, SGD(0.01, weight_decay=1e-4))
+    assert not _fast.supports(net, SGD(StepDecay(0.01, 10)))
+    assert not _fast.supports(net, Adam())
+    net.loss = SoftmaxCrossEntropy("mean")  # the fast path's gradient is the summed one
+    assert not _fast.supports(net)
+
+
+@pytest.mark.parametrize("optimizer", [SGD(0.003), Adam(0.003)])
+def test_train_with_an_optimizer_gives_the_same_bits_on_either_path(optimizer):
+    X, y = small_data(np.random.default_rng(2), n=200)
+
+    def run(fast):
+        r = np.random.default_rng(9)
+        net = NeuralNet((6, 8, 3), rng=r)
+        h = train(net, X, y, epochs=2, batch_size=32, rng=r, X_test=X, y_test=y, optimizer=optimizer, fast=fast)
+        return h, net.params()
+    (h1, p1), (h2, p2) = run(True), run(False)
+    assert h1.train_loss == h2.train_loss and h1.test_loss == h2.test_loss
+    for a, b in zip(p1, p2):
+        np.testing.assert_array_equal(a, b)
