@@ -7,13 +7,13 @@ import sys
 import numpy as np
 import pytest
 
-from bareprop import GELU, SGD, AdamW, CosineDecay, Dropout, LeakyReLU, LinearWarmup, ReLU, StepDecay
+from bareprop import GELU, SGD, load, AdamW, CosineDecay, Dropout, LeakyReLU, LinearWarmup, ReLU, StepDecay
 from bareprop.cli import TrainConfig, _model_config, build_net, build_optimizer, build_parser
 
 
 def config(*argv):
     args = build_parser().parse_args(["train", *argv])
-    settings = {k: v for k, v in vars(args).items() if k != "command"}
+    settings = {k: v for k, v in vars(args).items() if k in TrainConfig.__dataclass_fields__}
     return TrainConfig(**{**settings, **_model_config(args)})
 
 
@@ -64,8 +64,26 @@ def test_deep_net_with_adamw_cosine_warmup_and_dropout_end_to_end(tmp_path):
                      "--warmup", "40", "--no-plot", "--output", str(out))
     assert result.returncode == 0, result.stderr
     record = json.loads((out / "history.json").read_text())
-    assert record["config"]["layers"] == [784, 48, 24, 10] and record["config"]["weight_decay"] == 0.01
+    assert record["config"]["layers"] == "784,48,24,10" and record["config"]["weight_decay"] == 0.01
+    assert record["config"]["hidden"] is None
     assert record["history"]["test_acc"][0] >= 0.93
+    net = load(out / "model.npz")  # the saved model records the new layers and loads back
+    assert repr(net) == ("NeuralNet(Linear(784, 48), GELU(), Dropout(0.1), Linear(48, 24), GELU(), Dropout(0.1), "
+                         "Linear(24, 10), SoftmaxCrossEntropy())")
+    evaluated = run_cli("evaluate", str(out / "model.npz"))
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert f"accuracy {record['history']['test_acc'][0]:.4f}" in evaluated.stdout  # Dropout off, as in training's test
+
+
+def test_config_repeats_a_run_with_the_new_flags(tmp_path):
+    def lines(*flags):
+        result = run_cli("train", "--no-plot", *flags)
+        assert result.returncode == 0, result.stderr
+        return [line.rsplit(" | ", 1)[0] for line in result.stdout.splitlines()[:-1]]  # times aside
+    first = lines("--epochs", "1", "--layers", "784,16,12,10", "--activation", "tanh", "--dropout", "0.1",
+                  "--optimizer", "momentum", "--nesterov", "--schedule", "step", "--warmup", "5",
+                  "--output", str(tmp_path / "a"))
+    assert first == lines("--config", str(tmp_path / "a" / "run.json"), "--output", str(tmp_path / "b"))
 
 
 @pytest.mark.parametrize("args, message", [
@@ -98,3 +116,20 @@ def test_bad_combinations_are_one_line_and_exit_2(tmp_path, args, message):
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
     if "--warmup 938" not in message:  # the run's length is known only once the data is loaded
         assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize("setting, message", [
+    ({"activation": "swish"}, "activation must be one of relu, sigmoid, tanh, leaky_relu, gelu, got 'swish'"),
+    ({"optimizer": "rmsprop"}, "optimizer must be one of"),
+    ({"dropout": 1.5}, "setting dropout: must lie in [0, 1)"),
+    ({"layers": "784,x,10"}, "setting layers: expected widths separated by commas"),
+    ({"layers": "784,64,10", "hidden": 64}, "give either --hidden or --layers, not both"),
+])
+def test_bad_new_settings_in_a_run_json_are_one_line_errors(tmp_path, capsys, setting, message):
+    from bareprop.cli import main
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"format": "bareprop-run", "version": 1, "config": setting}))
+    assert main(["train", "--config", str(path), "--output", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err

@@ -72,7 +72,7 @@ def bad_config(tmp_path, name, content):
     ("other.json", {"format": "something"}, "not a bareprop run manifest"),
     ("v9.json", {"format": "bareprop-run", "version": 9, "config": {}}, "manifest version 9 is not supported"),
     ("noconfig.json", {"format": "bareprop-run", "version": 1}, "no \"config\" object"),
-    ("unknown.json", {"format": "bareprop-run", "version": 1, "config": {"momentum": 0.9}}, "unknown setting momentum"),
+    ("unknown.json", {"format": "bareprop-run", "version": 1, "config": {"bogus": 0.9}}, "unknown setting bogus"),
     ("type.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": "ten"}},
      "setting epochs = \"ten\" is not an integer"),
     ("zero.json", {"format": "bareprop-run", "version": 1, "config": {"epochs": 0}},

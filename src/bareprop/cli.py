@@ -90,14 +90,14 @@ class TrainConfig:
     quiet: bool = False
     log_json: str | None = None
     # the network and its optimizer (see _add_model_flags); the defaults are the post's
-    layers: list | None = None  # all widths; then hidden is None
+    layers: str | None = None  # all widths, "784,256,128,10"; then hidden is None
     activation: str = "relu"
     init: str = "xavier"
     dropout: float = 0.0
     optimizer: str = "sgd"
-    momentum: float | None = None
+    momentum: float | None = 0.9  # None unless optimizer is "momentum"
     nesterov: bool = False
-    weight_decay: float | None = None
+    weight_decay: float = 0.0  # 0.01 for adamw unless given
     schedule: str = "none"
     warmup: int = 0
 
@@ -186,6 +186,7 @@ INPUTS = 784  # 28 x 28 pixels: every dataset of the MNIST family
 ACTIVATIONS = ["relu", "sigmoid", "tanh", "leaky_relu", "gelu"]
 OPTIMIZERS = ["sgd", "momentum", "adam", "adamw"]
 SCHEDULES = ["none", "step", "cosine"]
+INITS = ["xavier", "he"]
 
 
 def _add_model_flags(train):
@@ -197,7 +198,7 @@ def _add_model_flags(train):
     group.add_argument("--activation", choices=ACTIVATIONS, default=d.activation,
                        help=f"activation after each hidden layer (default {d.activation}; leaky_relu has slope 0.01, "
                        "gelu is the tanh approximation)")
-    group.add_argument("--init", choices=["xavier", "he"], default=d.init,
+    group.add_argument("--init", choices=INITS, default=d.init,
                        help=f"weight initialisation: Xavier or He uniform (default {d.init})")
     group.add_argument("--dropout", type=_fraction, default=d.dropout, metavar="P",
                        help=f"drop each hidden unit with probability P in training, 0 <= P < 1 (default {d.dropout})")
@@ -218,6 +219,10 @@ def _add_model_flags(train):
 
 def _model_config(args):
     """Check the network and optimizer flags together; the resolved values, for TrainConfig."""
+    for name, choices in [("activation", ACTIVATIONS), ("init", INITS), ("optimizer", OPTIMIZERS),
+                          ("schedule", SCHEDULES), ("dataset", sorted(DATASETS))]:
+        if getattr(args, name) not in choices:  # argparse checks flags; this checks a run.json's settings too
+            raise UsageError(f"{name} must be one of {', '.join(choices)}, got {getattr(args, name)!r}")
     if args.layers is not None and args.hidden is not None:
         raise UsageError("give either --hidden or --layers, not both")
     classes = len(DATASETS[args.dataset].classes)
@@ -232,6 +237,7 @@ def _model_config(args):
     if args.nesterov and args.momentum == 0:
         raise UsageError("--nesterov needs a momentum above 0")
     return {
+        "layers": None if args.layers is None else ",".join(map(str, args.layers)),
         "hidden": None if args.layers is not None else args.hidden if args.hidden is not None else TrainConfig.hidden,
         "momentum": (0.9 if args.momentum is None else args.momentum) if args.optimizer == "momentum" else None,
         "weight_decay": args.weight_decay if args.weight_decay is not None else (0.01 if args.optimizer == "adamw" else 0.0),
@@ -246,7 +252,7 @@ def build_net(config, n_inputs, n_classes, rng):
 
     activation = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "leaky_relu": LeakyReLU, "gelu": GELU}[config.activation]
     init = {"xavier": xavier_uniform, "he": he_uniform}[config.init]
-    sizes = config.layers if config.layers is not None else (n_inputs, config.hidden, n_classes)
+    sizes = _sizes(config.layers) if config.layers is not None else (n_inputs, config.hidden, n_classes)
     return NeuralNet(sizes, lr=config.lr, rng=rng, activation=activation, init=init, p_drop=config.dropout)
 
 
