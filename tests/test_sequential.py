@@ -100,3 +100,15 @@ def test_other_losses_train_and_predict_through_their_output(loss, output, lr):
     np.testing.assert_allclose(net.predict_proba(X[:5]), output(net._logits(X[:5])), rtol=1e-5)
     acc, mean_loss = net.score(X, y)
     assert mean_loss == pytest.approx(h.test_loss[-1]) and acc == h.test_acc[-1]
+
+
+def test_recorded_gradient_norms_are_per_example_for_either_reduction():
+    r = np.random.default_rng(6)
+    X, y = small_data(r, n=64)
+    norms = []
+    for reduction in ("sum", "mean"):
+        rr = np.random.default_rng(0)
+        net = Sequential([Linear(6, 5, rng=rr, dtype=np.float64), Tanh(), Linear(5, 3, rng=rr, dtype=np.float64)],
+                         loss=SoftmaxCrossEntropy(reduction))
+        norms.append(train(net, X, y, epochs=1, batch_size=64, rng=np.random.default_rng(1)).grad_norm[0])
+    np.testing.assert_allclose(norms[0], norms[1], rtol=1e-12)

@@ -37,9 +37,11 @@ def batches(n, batch_size, rng):
 
 def gradient_norms(net, X, y):
     """The norm of each weight gradient on the batch (X, y), divided by its size (the gradient is
-    summed over the batch). Runs the readable layers; the weights are left as they were."""
+    summed over the batch; a loss with reduction="mean" has already divided it). Runs the readable
+    layers; the weights are left as they were."""
     net.evaluate(X, y)
-    return [float(np.linalg.norm(dW)) / len(X) for dW in net.backprop()]
+    per_example = len(X) if getattr(net.loss, "reduction", "sum") == "sum" else 1
+    return [float(np.linalg.norm(dW)) / per_example for dW in net.backprop()]
 
 
 def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, optimizer=None,
