@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from loopback import CLASSES, Server, gz, like, tiny_dataset, tiny_payloads
+from loopback import CLASSES, gz, like, tiny_dataset, tiny_payloads
 
 from bareprop.cli import main
 from bareprop.data.datasets import ALL_FILES, DATASETS
@@ -17,19 +17,7 @@ from bareprop.data.datasets import ALL_FILES, DATASETS
 LABELS = "train-labels-idx1-ubyte.gz"
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    monkeypatch.delenv("BAREPROP_OFFLINE", raising=False)
-    monkeypatch.setenv("BAREPROP_DATA", str(tmp_path / "user-cache"))
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture

@@ -20,20 +20,7 @@ IMAGES, LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "data.md"
 
 
-@pytest.fixture(autouse=True)
-def isolated(monkeypatch, tmp_path):
-    """No test sees the user's cache, offline setting or proxies."""
-    monkeypatch.delenv("BAREPROP_OFFLINE", raising=False)
-    monkeypatch.setenv("BAREPROP_DATA", str(tmp_path / "user-cache"))
-    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
-        monkeypatch.delenv(var, raising=False)
-
-
-@pytest.fixture
-def server():
-    s = Server()
-    yield s
-    s.close()
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 @pytest.fixture
