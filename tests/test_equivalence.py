@@ -84,12 +84,12 @@ def test_one_epoch_in_float64_matches_pytorch_step_by_step(mnist):
     assert theirs[-1] < theirs[0] / 3  # it did learn: these are not two untrained nets
     for W, W_torch in zip(net.params(), torch_weights(model)):
         np.testing.assert_allclose(W, W_torch, rtol=0, atol=1e-8)
-    # The same epoch through bareprop.train() (its private fast path, when it applies) gives these very
-    # weights, bit for bit.
+    # The same epoch through bareprop.train() (its compiled fast path, which sums in its own order)
+    # gives these weights to rounding.
     again = NeuralNet(SIZES, lr=LR, rng=np.random.default_rng(0), dtype=np.float64)
     history = train(again, X, y, epochs=1, batch_size=BATCH, rng=train_rng)
     for W, W_again in zip(net.params(), again.params()):
-        np.testing.assert_array_equal(W, W_again)
+        np.testing.assert_allclose(W_again, W, rtol=1e-9, atol=1e-12)
     assert history.train_loss[0] == pytest.approx(np.mean(ours), rel=1e-12)
 
 

@@ -1,10 +1,18 @@
-"""The private fast path must give the readable layers' numbers, bit for bit."""
+"""The NumPy fast path (FastSGD) must give the readable layers' numbers, bit for bit.
+
+Every test here runs as if the compiled kernel were not built, so that train() takes FastSGD;
+tests/test_kernel.py checks the kernel."""
 
 import numpy as np
 import pytest
 
 from bareprop import NeuralNet, load_mnist, train
 from bareprop import _fast
+
+
+@pytest.fixture(autouse=True)
+def numpy_fast_path(monkeypatch):
+    monkeypatch.setattr(_fast, "_kernel", None)
 
 
 @pytest.fixture(scope="module")

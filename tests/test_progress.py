@@ -29,13 +29,15 @@ class Clock:
 
 
 def small_training(display, epochs=3):
+    """A small run that calls on_batch after every batch (the readable loop: the compiled path calls it
+    every 16 batches, see test_kernel.py)."""
     r = np.random.default_rng(0)
     X = r.normal(size=(1000, 6)).astype(np.float32)
     y = (X[:, 0] > 0).astype(int)
     net = bp.NeuralNet((6, 8, 2), lr=0.01, rng=r)
     with display:
         return bp.train(net, X, y, epochs=epochs, batch_size=10, rng=r, X_test=X[:100], y_test=y[:100],
-                        on_epoch=display.on_epoch, on_batch=display.on_batch)
+                        on_epoch=display.on_epoch, on_batch=display.on_batch, fast=False)
 
 
 def test_on_a_terminal_a_live_bar_redrawn_at_most_every_interval_and_a_row_per_epoch():
@@ -117,7 +119,9 @@ def test_a_real_terminal_shows_the_bar(tmp_path):
     assert "test accuracy 0." in screen and "epoch: 0 | correct" not in screen
 
 
-def test_on_batch_gets_every_batch_and_the_running_figures_of_the_epoch():
+def test_on_batch_gets_every_batch_and_the_running_figures_of_the_epoch(monkeypatch):
+    """On the readable loop and the NumPy fast path (the compiled path calls it every 16 batches)."""
+    monkeypatch.setattr(bp._fast, "_kernel", None)
     r = np.random.default_rng(1)
     X = r.normal(size=(300, 6)).astype(np.float32)
     y = (X[:, 1] > 0).astype(int)

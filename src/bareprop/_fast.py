@@ -1,6 +1,10 @@
-"""Private fast path for training the post's kind of net. Not public API.
+"""Private fast paths for training the post's kind of net. Not public API.
 
-It runs exactly the arithmetic of the readable layers -- the same matrix products
+There are two. `KernelSGD` runs the compiled kernel (_kernel.c), used when the extension was
+built; `FastSGD` is NumPy only, used when it was not. Both train the nets `supports` accepts, and
+`fast_path` picks one. See docs/speed.md.
+
+FastSGD runs exactly the arithmetic of the readable layers -- the same matrix products
 on the same operands, in the same order, in the same dtype -- so it gives the same
 numbers bit for bit (tests/test_fast.py checks this). What it removes is Python and
 allocation overhead, which is nearly all the time at the post's sizes:
@@ -21,8 +25,14 @@ Glossary as in layers.py: B batch, I in, O out, K classes, N examples.
 """
 
 import contextlib
+import os
 
 import numpy as np
+
+try:
+    from . import _kernel
+except ImportError:  # the package was installed without its compiled extension
+    _kernel = None
 
 from .layers import Linear, ReLU
 from .losses import SoftmaxCrossEntropy
@@ -197,13 +207,19 @@ class FastSGD:
             self.step(X, idx, flat[s:e], picked[s:e], predicted[s:e])
             if on_step is not None:
                 on_step(i, lambda e=e: (-float(picked[:e].mean()), float((predicted[:e] == labels[:e]).mean())))
-        batch_losses = -_batch_means(picked, sizes)  # (n_batches,) float, as evaluate() gives them
-        batch_accs = _batch_means(predicted == labels, sizes)  # (n_batches,) float64
-        loss, correct = 0.0, 0.0
-        for batch_loss, batch_acc in zip(batch_losses, batch_accs):  # summed as train() sums them
-            loss += batch_loss / len(epoch_batches)
-            correct += batch_acc / len(epoch_batches)
-        return loss, correct
+        return _epoch_figures(picked, predicted, labels, sizes)
+
+
+def _epoch_figures(picked, predicted, labels, sizes):
+    """The epoch's (loss, accuracy) from each example's log P(true class), prediction and label (in
+    batch order): averaged per batch, then over the batches, exactly as train() sums them."""
+    batch_losses = -_batch_means(picked, sizes)  # (n_batches,) float, as evaluate() gives them
+    batch_accs = _batch_means(predicted == labels, sizes)  # (n_batches,) float64
+    loss, correct = 0.0, 0.0
+    for batch_loss, batch_acc in zip(batch_losses, batch_accs):
+        loss += batch_loss / len(sizes)
+        correct += batch_acc / len(sizes)
+    return loss, correct
 
 
 def _batch_means(values, sizes):
@@ -216,3 +232,106 @@ def _batch_means(values, sizes):
         tail.append(values[start:start + size].mean())
         start += size
     return np.concatenate([head, np.asarray(tail, head.dtype)])  # (n_batches,)
+
+
+# --- the compiled path ------------------------------------------------------------------------
+
+def kernel_threads():
+    """Threads for the compiled kernel: two where this process may use two cores or more. A step at
+    the post's sizes is tens of microseconds of work; more threads would wait on each other more
+    than they save (benchmarks/speed.py measures one against two)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(2, cores))
+
+
+# The widest layer up to which the kernel beats BLAS (benchmarks/speed.py's scaling table): it skips
+# zero inputs, BLAS does not; past this width BLAS's blocking wins.
+KERNEL_MAX_WIDTH = 256
+
+
+def fast_path(net, batch_size, optimizer=None):
+    """The fastest path for training `net`: KernelSGD where the extension is built and the net is one
+    it takes, else FastSGD for the nets `supports` accepts, else None (the readable loop)."""
+    if not supports(net, optimizer):
+        return None
+    if KernelSGD.takes(net):
+        return KernelSGD(net, batch_size, optimizer)
+    return FastSGD(net, batch_size, optimizer)
+
+
+class KernelSGD:
+    """The compiled kernel (_kernel.c) with FastSGD's interface (epoch, score).
+
+    The kernel does what the readable layers do, step by step, but skips the zeros of each layer's
+    input (about 80% of MNIST's pixels, half of a ReLU's outputs) and sums in its own order, so it
+    agrees with them to rounding, not bit for bit (tests/test_kernel.py). The data goes to the kernel
+    once per train() as sparse rows (about 72 MB for MNIST's training set in float32).
+    """
+
+    CHUNK = 16  # batches per kernel call when a per-batch hook (a progress bar) must be called
+
+    @staticmethod
+    def takes(net):
+        """True if the kernel is built and can train `net` (which `supports` accepts): float32 or
+        float64 weights, contiguous and writable, no layer wider than KERNEL_MAX_WIDTH."""
+        if _kernel is None:
+            return False
+        Ws = net.params()
+        return (Ws[0].dtype in (np.float32, np.float64)
+                and all(W.flags.c_contiguous and W.flags.writeable for W in Ws)
+                and max(W.shape[1] for W in Ws) <= KERNEL_MAX_WIDTH)
+
+    def __init__(self, net, batch_size, optimizer=None, threads=None):
+        self.net = net
+        self.lr = net.lr if optimizer is None else optimizer.lr  # the step size of every update
+        self.batch_size = batch_size
+        self.threads = kernel_threads() if threads is None else threads
+        self.Ws = tuple(net.params())  # the net's own arrays: updated in place
+        self.dtype = self.Ws[0].dtype
+        self.sizes = (self.Ws[0].shape[0] - 1, *(W.shape[1] for W in self.Ws))  # (I, O_1, ..., K)
+        self._data = {}  # id(X) -> (X, its SparseRows, y as int64): kept for the whole run
+
+    def _prepare(self, X, y):
+        """X as SparseRows and y as int64, made once per array and reused every epoch."""
+        key = (id(X), id(y))
+        if key not in self._data:
+            pixels = X.dtype == np.uint8
+            Xc = np.ascontiguousarray(X if pixels else X.astype(self.dtype, copy=False))  # (N, I)
+            threads = 1 if pixels else self.threads  # measured: for 1-byte pixels a second thread is slower
+            rows = _kernel.SparseRows(Xc, pixels, Xc.shape[0], Xc.shape[1], self.dtype == np.float64, threads)
+            self._data[key] = (X, y, rows, np.ascontiguousarray(y, dtype=np.int64))  # X, y kept: ids stay theirs
+        return self._data[key][2:]
+
+    def epoch(self, X, y, epoch_batches, on_step=None):
+        """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does.
+        on_step(i, running), if given, is called after every CHUNK batches and after the last;
+        running() gives the epoch's (loss, accuracy) so far, over its examples."""
+        rows, y64 = self._prepare(X, y)
+        sizes = [len(idx) for idx in epoch_batches]
+        if any(size != self.batch_size for size in sizes[:-1]) or sizes[-1] > self.batch_size:
+            raise ValueError(f"KernelSGD: batches must hold {self.batch_size} examples (the last may hold fewer)")
+        order = np.concatenate(epoch_batches).astype(np.int64, copy=False)  # (N,) the epoch's examples in order
+        picked = np.empty(len(order), self.dtype)  # (N,) log P(true class), in batch order
+        predicted = np.empty(len(order), np.int64)  # (N,)
+        chunk = len(epoch_batches) if on_step is None else self.CHUNK
+        for first in range(0, len(epoch_batches), chunk):
+            last = min(first + chunk, len(epoch_batches))  # batches first..last-1 in this call
+            start, stop = first * self.batch_size, min(last * self.batch_size, len(order))
+            _kernel.sgd_steps(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, order, start, stop,
+                              self.batch_size, self.lr, picked, predicted, self.threads)
+            if on_step is not None:
+                done_labels = y64[order[:stop]]
+                on_step(last - 1, lambda e=stop, labels=done_labels: (
+                    -float(picked[:e].mean()), float((predicted[:e] == labels).mean())))
+        return _epoch_figures(picked, predicted, y64[order], sizes)
+
+    def score(self, X, y):
+        """(accuracy, mean cross-entropy) on a labelled set, as NeuralNet.score gives them (to rounding)."""
+        rows, y64 = self._prepare(X, y)
+        picked = np.empty(len(y64), self.dtype)  # (N,)
+        predicted = np.empty(len(y64), np.int64)  # (N,)
+        _kernel.score(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, picked, predicted, self.threads)
+        return float((predicted == y64).mean()), -float(picked.sum(dtype=np.float64)) / len(y64)

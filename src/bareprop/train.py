@@ -70,7 +70,7 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     if X_test is not None:
         X_test, y_test = np.asarray(X_test), np.asarray(y_test)
         net.check_inputs(X_test, y_test)
-    fast_sgd = _fast.FastSGD(net, batch_size, optimizer) if fast and _fast.supports(net, optimizer) else None
+    fast_sgd = _fast.fast_path(net, batch_size, optimizer) if fast else None
     state = optimizer.init(net.params()) if optimizer is not None else None
     history = History()
     for epoch in range(epochs):

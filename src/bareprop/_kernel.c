@@ -1,0 +1,539 @@
+/* bareprop._kernel: the private compiled fast path. Not public API; see _fast.py and docs/speed.md.
+ *
+ * It trains the nets the NumPy fast path knows (Linear, (ReLU, Linear)*, fused softmax +
+ * cross-entropy with the summed gradient, plain SGD) with the same algorithm as the readable
+ * layers, written as loops over each example's nonzero inputs: MNIST pixels are about 80% zeros
+ * and a ReLU's outputs about half, and a zero input adds nothing to a product. The sums run in a
+ * different order from BLAS's, so the numbers agree with the readable path to rounding, not bit
+ * for bit: tests/test_kernel.py checks both float types against it.
+ *
+ * The data goes in once as SparseRows (the nonzero columns and values of each row),
+ * which every epoch then reads. The arrays come in through the buffer protocol (no NumPy headers
+ * needed to build). _fast.py checks dtypes and shapes; this file checks sizes and indices again,
+ * so a wrong call raises instead of reading out of bounds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LAYERS 64
+#define MAX_THREADS 64
+
+#ifdef _OPENMP
+#include <omp.h>
+#define THREAD_ID() omp_get_thread_num()
+#define THREAD_COUNT() omp_get_num_threads()
+#define BARRIER() _Pragma("omp barrier")
+#else
+#define THREAD_ID() 0
+#define THREAD_COUNT() 1
+#define BARRIER() ((void)0)
+#endif
+#define VECTOR_BYTES 32 /* a vector: 8 floats or 4 doubles, one AVX register */
+#define VEC ((int)(VECTOR_BYTES / sizeof(REAL))) /* every padded row is a whole number of VEC values */
+#define BLOCK (4 * VEC) /* outputs summed side by side, in registers */
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE inline __attribute__((always_inline))
+#define PREFETCH(address) __builtin_prefetch(address)
+#else
+#define ALWAYS_INLINE inline
+#define PREFETCH(address) ((void)0)
+#endif
+
+/* Types and functions for float (_f32) and double (_f64). The functions are compiled twice on
+ * x86-64 with GCC: for any x86-64 CPU, and for those with AVX2 and FMA (_avx2), chosen when the
+ * module is loaded. */
+#define REAL float
+#define TY(name) name##_f32
+#define EXP expf
+#define LOG logf
+#include "_kernel_types.h"
+#define FN(name) name##_f32
+#include "_kernel_body.h"
+#undef FN
+#undef REAL
+#undef TY
+#undef EXP
+#undef LOG
+
+#define REAL double
+#define TY(name) name##_f64
+#define EXP exp
+#define LOG log
+#include "_kernel_types.h"
+#define FN(name) name##_f64
+#include "_kernel_body.h"
+#undef FN
+#undef REAL
+#undef TY
+#undef EXP
+#undef LOG
+
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HAVE_AVX2_VARIANT 1
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define REAL float
+#define TY(name) name##_f32
+#define FN(name) name##_f32_avx2
+#define EXP expf
+#define LOG logf
+#include "_kernel_body.h"
+#undef FN
+#undef REAL
+#undef TY
+#undef EXP
+#undef LOG
+#define REAL double
+#define TY(name) name##_f64
+#define FN(name) name##_f64_avx2
+#define EXP exp
+#define LOG log
+#include "_kernel_body.h"
+#undef FN
+#undef REAL
+#undef TY
+#undef EXP
+#undef LOG
+#pragma GCC pop_options
+#else
+#define HAVE_AVX2_VARIANT 0
+#endif
+
+static int use_avx2 = 0; /* set when the module is loaded */
+
+#if HAVE_AVX2_VARIANT
+#define DISPATCH(name, suffix) (use_avx2 ? name##suffix##_avx2 : name##suffix)
+#else
+#define DISPATCH(name, suffix) (name##suffix)
+#endif
+
+/* The buffers a call borrows, released together. */
+typedef struct {
+    Py_buffer views[MAX_LAYERS + 8];
+    int count;
+} Borrowed;
+
+static void release(Borrowed *b)
+{
+    for (int i = 0; i < b->count; i++) PyBuffer_Release(&b->views[i]);
+    b->count = 0;
+}
+
+/* A C-contiguous buffer of at least nbytes bytes, writable if asked. */
+static void *borrow(Borrowed *b, PyObject *obj, int writable, Py_ssize_t nbytes, const char *what)
+{
+    Py_buffer *view = &b->views[b->count];
+    if (PyObject_GetBuffer(obj, view, writable ? PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS : PyBUF_C_CONTIGUOUS) < 0)
+        return NULL;
+    b->count++;
+    if (nbytes < 0 || view->len < nbytes) {
+        PyErr_Format(PyExc_ValueError, "_kernel: %s has %zd bytes, needs %zd", what, view->len, nbytes);
+        return NULL;
+    }
+    return view->buf;
+}
+
+/* The net as C sees it: the sizes, the padded weight copies, and scratch for batches of B rows. */
+typedef struct {
+    int L, is_double;
+    Py_ssize_t n[MAX_LAYERS + 1], p[MAX_LAYERS + 1];
+    void *outside[MAX_LAYERS]; /* the net's own weight arrays */
+    void *W[MAX_LAYERS];       /* their padded copies */
+    void *scratch;             /* one block for all the memory below */
+    Net_f32 f32;
+    Net_f64 f64;
+    Inputs_f32 in32[MAX_LAYERS];
+    Inputs_f64 in64[MAX_LAYERS];
+    Column_f32 col32[MAX_LAYERS];
+    Column_f64 col64[MAX_LAYERS];
+    void *Z[MAX_LAYERS];
+    int32_t *touched[MAX_LAYERS];
+} Layout;
+
+static size_t round64(size_t bytes)
+{
+    return (bytes + 63) / 64 * 64;
+}
+
+/* Parse (Ws, sizes), allocate scratch for batches of B rows, copy the weights in. */
+static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *sizes, int is_double, Py_ssize_t B)
+{
+    memset(lay, 0, sizeof(*lay));
+    lay->is_double = is_double;
+    if (!PyTuple_Check(Ws) || !PyTuple_Check(sizes)) {
+        PyErr_SetString(PyExc_TypeError, "_kernel: Ws and sizes must be tuples");
+        return -1;
+    }
+    const Py_ssize_t L = PyTuple_GET_SIZE(Ws);
+    if (L < 1 || L > MAX_LAYERS || PyTuple_GET_SIZE(sizes) != L + 1 || B < 1) {
+        PyErr_SetString(PyExc_ValueError, "_kernel: need 1..64 layers, len(sizes) == len(Ws) + 1 and B >= 1");
+        return -1;
+    }
+    lay->L = (int)L;
+    for (Py_ssize_t l = 0; l <= L; l++) {
+        lay->n[l] = PyLong_AsSsize_t(PyTuple_GET_ITEM(sizes, l));
+        if (lay->n[l] == -1 && PyErr_Occurred()) return -1;
+        if (lay->n[l] < 1 || lay->n[l] > INT32_MAX - 8) {
+            PyErr_SetString(PyExc_ValueError, "_kernel: every width must be in 1..2**31-9");
+            return -1;
+        }
+        const Py_ssize_t vec = VECTOR_BYTES / (is_double ? sizeof(double) : sizeof(float));
+        lay->p[l] = (lay->n[l] + vec - 1) / vec * vec;
+    }
+    const size_t real = is_double ? sizeof(double) : sizeof(float), ptr = sizeof(void *);
+    size_t total = 0;
+    for (int l = 0; l < L; l++) {
+        const size_t I = (size_t)lay->n[l], O = (size_t)lay->n[l + 1], P = (size_t)lay->p[l + 1];
+        lay->outside[l] = borrow(borrowed, PyTuple_GET_ITEM(Ws, l), 1, (Py_ssize_t)((I + 1) * O * real), "a weight matrix");
+        if (lay->outside[l] == NULL) return -1;
+        total += 2 * round64(B * ptr) + round64(B * sizeof(int32_t));           /* inputs: col, val, len */
+        total += round64(B * I * sizeof(int32_t)) + round64(B * I * real);      /* inputs: the stores */
+        total += round64(B * P * real) + round64((I + 1) * P * real);           /* Z, W */
+        total += round64(I * sizeof(int32_t)) + round64(B * I * sizeof(int32_t)) + round64(B * I * real);
+        total += round64(I * sizeof(int32_t));                                  /* touched */
+    }
+    char *next = calloc(1, total); /* zeroed: the weights' padding columns are zero */
+    if (next == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    lay->scratch = next;
+#define TAKE(ptr, type, count) do { ptr = (type *)next; next += round64((count) * sizeof(type)); } while (0)
+    for (int l = 0; l < L; l++) {
+        const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1];
+        if (is_double) {
+            Inputs_f64 *in = &lay->in64[l];
+            TAKE(in->col, const int32_t *, (size_t)B);
+            TAKE(in->val, const double *, (size_t)B);
+            TAKE(in->len, int32_t, (size_t)B);
+            TAKE(in->col_store, int32_t, B * I);
+            TAKE(in->val_store, double, B * I);
+            for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
+            TAKE(lay->Z[l], double, B * P);
+            TAKE(lay->W[l], double, (I + 1) * P);
+            TAKE(lay->col64[l].count, int32_t, I);
+            TAKE(lay->col64[l].example, int32_t, B * I);
+            TAKE(lay->col64[l].x, double, B * I);
+        } else {
+            Inputs_f32 *in = &lay->in32[l];
+            TAKE(in->col, const int32_t *, (size_t)B);
+            TAKE(in->val, const float *, (size_t)B);
+            TAKE(in->len, int32_t, (size_t)B);
+            TAKE(in->col_store, int32_t, B * I);
+            TAKE(in->val_store, float, B * I);
+            for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
+            TAKE(lay->Z[l], float, B * P);
+            TAKE(lay->W[l], float, (I + 1) * P);
+            TAKE(lay->col32[l].count, int32_t, I);
+            TAKE(lay->col32[l].example, int32_t, B * I);
+            TAKE(lay->col32[l].x, float, B * I);
+        }
+        TAKE(lay->touched[l], int32_t, I);
+    }
+#undef TAKE
+    Net_f32 *f = &lay->f32;
+    Net_f64 *d = &lay->f64;
+    f->L = d->L = lay->L;
+    f->n = d->n = lay->n;
+    f->p = d->p = lay->p;
+    f->B = d->B = B;
+    f->W = (float **)lay->W, d->W = (double **)lay->W;
+    f->in = lay->in32, d->in = lay->in64;
+    f->Z = (float **)lay->Z, d->Z = (double **)lay->Z;
+    f->by_input = lay->col32, d->by_input = lay->col64;
+    f->touched = d->touched = lay->touched;
+    if (is_double)
+        DISPATCH(copy_weights, _f64)(d, (double *const *)lay->outside, 0);
+    else
+        DISPATCH(copy_weights, _f32)(f, (float *const *)lay->outside, 0);
+    return 0;
+}
+
+/* SparseRows: the data X (N, I) as sparse rows, built once and read by every epoch. Row i's nonzero
+ * columns and values are col[indptr[i]:indptr[i+1]] and val[...], columns ascending. The object
+ * owns its memory and nothing outside can change it, so it is checked once, when built. */
+typedef struct {
+    PyObject_HEAD
+    Py_ssize_t N, I, nnz;
+    int is_double;
+    int64_t *indptr; /* (N+1,) */
+    int32_t *col;    /* (nnz+1,): compress_row writes one entry past a row's last */
+    void *val;       /* (nnz+1,) REAL */
+} SparseRows;
+
+/* Memory for large arrays, asking Linux for huge pages (fewer TLB misses on random rows). */
+static void *big_alloc(size_t bytes)
+{
+    const size_t huge = (size_t)2 << 20;
+    if (bytes >= huge) {
+        void *p = NULL;
+        const size_t rounded = (bytes + huge - 1) / huge * huge;
+        if (posix_memalign(&p, huge, rounded) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+        madvise(p, rounded, MADV_HUGEPAGE);
+#endif
+        return p;
+    }
+    return malloc(bytes ? bytes : 1);
+}
+
+static void SparseRows_dealloc(SparseRows *self)
+{
+    free(self->indptr);
+    free(self->col);
+    free(self->val);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *names[] = {"X", "pixels", "N", "I", "is_double", "threads", NULL};
+    PyObject *X;
+    int pixels, is_double, threads = 1;
+    Py_ssize_t N, I;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Opnnp|i", names, &X, &pixels, &N, &I, &is_double, &threads))
+        return NULL;
+    if (N < 0 || I < 1 || I > INT32_MAX - 8 || threads < 1 || threads > MAX_THREADS) {
+        PyErr_SetString(PyExc_ValueError, "SparseRows: need N >= 0, 1 <= I <= 2**31-9 and 1 <= threads <= 64");
+        return NULL;
+    }
+    const size_t real = is_double ? sizeof(double) : sizeof(float);
+    Borrowed borrowed = {.count = 0};
+    const void *vX = borrow(&borrowed, X, 0, N * I * (pixels ? 1 : (Py_ssize_t)real), "X");
+    if (vX != NULL && !pixels && (uintptr_t)vX % real != 0) {
+        PyErr_SetString(PyExc_ValueError, "SparseRows: X must be aligned to its item size");
+        vX = NULL;
+    }
+    if (vX == NULL) {
+        release(&borrowed);
+        return NULL;
+    }
+    SparseRows *self = (SparseRows *)type->tp_alloc(type, 0);
+    if (self == NULL) goto no_memory;
+    self->N = N, self->I = I, self->is_double = is_double;
+    self->indptr = big_alloc((N + 1) * sizeof(int64_t));
+    if (self->indptr == NULL) goto no_memory;
+    self->indptr[0] = 0;
+    Py_BEGIN_ALLOW_THREADS /* count each row's nonzeros, then add them up */
+    if (is_double)
+        DISPATCH(sparse_rows, _f64)(vX, pixels, N, I, self->indptr, NULL, NULL, threads);
+    else
+        DISPATCH(sparse_rows, _f32)(vX, pixels, N, I, self->indptr, NULL, NULL, threads);
+    for (Py_ssize_t i = 0; i < N; i++) self->indptr[i + 1] += self->indptr[i];
+    Py_END_ALLOW_THREADS
+    self->nnz = self->indptr[N];
+    self->col = big_alloc((self->nnz + 1) * sizeof(int32_t));
+    self->val = big_alloc((self->nnz + 1) * real);
+    if (self->col == NULL || self->val == NULL) goto no_memory;
+    int filled;
+    Py_BEGIN_ALLOW_THREADS
+    if (is_double)
+        filled = DISPATCH(sparse_rows, _f64)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
+    else
+        filled = DISPATCH(sparse_rows, _f32)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
+    Py_END_ALLOW_THREADS
+    if (filled < 0) goto no_memory;
+    release(&borrowed);
+    return (PyObject *)self;
+no_memory:
+    release(&borrowed);
+    Py_XDECREF(self);
+    return PyErr_NoMemory();
+}
+
+static PyObject *SparseRows_arrays(SparseRows *self, PyObject *Py_UNUSED(ignored))
+{
+    const size_t real = self->is_double ? sizeof(double) : sizeof(float);
+    return Py_BuildValue("(y#y#y#)", (const char *)self->indptr, (Py_ssize_t)((self->N + 1) * sizeof(int64_t)),
+                         (const char *)self->col, (Py_ssize_t)(self->nnz * sizeof(int32_t)), (const char *)self->val,
+                         (Py_ssize_t)(self->nnz * real));
+}
+
+static PyMethodDef SparseRows_methods[] = {
+    {"arrays", (PyCFunction)SparseRows_arrays, METH_NOARGS,
+     "arrays() -> (indptr, col, val) as bytes: int64 (N+1,), int32 (nnz,), float32 or float64 (nnz,)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyMemberDef SparseRows_members[] = {
+    {"N", T_PYSSIZET, offsetof(SparseRows, N), READONLY, "number of rows"},
+    {"I", T_PYSSIZET, offsetof(SparseRows, I), READONLY, "number of columns"},
+    {"nnz", T_PYSSIZET, offsetof(SparseRows, nnz), READONLY, "number of nonzero entries"},
+    {"is_double", T_INT, offsetof(SparseRows, is_double), READONLY, "1 if the values are float64"},
+    {NULL, 0, 0, 0, NULL},
+};
+
+static PyTypeObject SparseRowsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bareprop._kernel.SparseRows",
+    .tp_basicsize = sizeof(SparseRows),
+    .tp_dealloc = (destructor)SparseRows_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "SparseRows(X, pixels, N, I, is_double, threads=1): X (N, I), uint8 pixels (scaled by 1/255) or\n"
+              "floats of the net's dtype, as sparse rows: the nonzero columns and values of each row.",
+    .tp_members = SparseRows_members,
+    .tp_methods = SparseRows_methods,
+    .tp_new = SparseRows_new,
+};
+
+/* The data must match the net, and the rows order[start:stop] (or start..stop-1 without order)
+ * must exist and have labels 0..K-1. */
+static int check_rows(const SparseRows *rows, int is_double, const int64_t *order, Py_ssize_t start, Py_ssize_t stop,
+                      const int64_t *y, Py_ssize_t I, Py_ssize_t K)
+{
+    if (rows->I != I || rows->is_double != is_double) {
+        PyErr_Format(PyExc_ValueError, "_kernel: the rows have %zd columns (is_double %d), the net takes %zd (is_double %d)",
+                     rows->I, rows->is_double, I, is_double);
+        return -1;
+    }
+    for (Py_ssize_t i = start; i < stop; i++) {
+        const int64_t row = order ? order[i] : i;
+        if (row < 0 || row >= rows->N || y[row] < 0 || y[row] >= K) {
+            PyErr_Format(PyExc_ValueError, "_kernel: row %lld or its label out of range", (long long)row);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(sgd_steps_doc,
+"sgd_steps(Ws, sizes, is_double, rows, y, order, start, stop, batch_size, lr, picked, predicted, threads)\n\n"
+"SGD steps on the batches order[start:stop] of the SparseRows `rows`, in place on the weights Ws.\n"
+"Example order[i]'s log P(true class) goes to picked[i], its predicted class to predicted[i].");
+
+static PyObject *sgd_steps(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *Ws, *sizes, *y, *order, *picked, *predicted;
+    SparseRows *rows;
+    int is_double;
+    Py_ssize_t start, stop, B;
+    double lr;
+    int threads;
+    if (!PyArg_ParseTuple(args, "OOpO!OOnnndOOi", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &order, &start,
+                          &stop, &B, &lr, &picked, &predicted, &threads))
+        return NULL;
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_SetString(PyExc_ValueError, "_kernel: threads must be in 1..64");
+        return NULL;
+    }
+    const size_t real = is_double ? sizeof(double) : sizeof(float);
+    Borrowed borrowed = {.count = 0};
+    Layout lay;
+    PyObject *result = NULL;
+    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, B) < 0) goto done;
+    if (start < 0 || stop < start) {
+        PyErr_SetString(PyExc_ValueError, "_kernel: need 0 <= start <= stop");
+        goto done;
+    }
+    const int64_t *vy = borrow(&borrowed, y, 0, rows->N * (Py_ssize_t)sizeof(int64_t), "y");
+    const int64_t *vo = vy ? borrow(&borrowed, order, 0, stop * (Py_ssize_t)sizeof(int64_t), "order") : NULL;
+    void *vp = vo ? borrow(&borrowed, picked, 1, stop * (Py_ssize_t)real, "picked") : NULL;
+    int64_t *vq = vp ? borrow(&borrowed, predicted, 1, stop * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
+    if (vq == NULL) goto done;
+    if (check_rows(rows, is_double, vo, start, stop, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    if (is_double) {
+        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq, threads);
+        DISPATCH(copy_weights, _f64)(&lay.f64, (double *const *)lay.outside, 1);
+    } else {
+        DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq, threads);
+        DISPATCH(copy_weights, _f32)(&lay.f32, (float *const *)lay.outside, 1);
+    }
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(lay.scratch);
+    release(&borrowed);
+    return result;
+}
+
+PyDoc_STRVAR(score_doc,
+"score(Ws, sizes, is_double, rows, y, picked, predicted, threads)\n\n"
+"Inference on the SparseRows `rows`: log P(true class) into picked, the predicted class into predicted.");
+
+static PyObject *score(PyObject *self, PyObject *args)
+{
+    (void)self;
+    PyObject *Ws, *sizes, *y, *picked, *predicted;
+    SparseRows *rows;
+    int is_double, threads;
+    if (!PyArg_ParseTuple(args, "OOpO!OOOi", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &picked, &predicted,
+                          &threads))
+        return NULL;
+    if (threads < 1 || threads > MAX_THREADS) {
+        PyErr_SetString(PyExc_ValueError, "_kernel: threads must be in 1..64");
+        return NULL;
+    }
+    const size_t real = is_double ? sizeof(double) : sizeof(float);
+    const Py_ssize_t N = rows->N;
+    Borrowed borrowed = {.count = 0};
+    Layout lay;
+    PyObject *result = NULL;
+    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, threads) < 0) goto done;
+    const int64_t *vy = borrow(&borrowed, y, 0, N * (Py_ssize_t)sizeof(int64_t), "y");
+    void *vp = vy ? borrow(&borrowed, picked, 1, N * (Py_ssize_t)real, "picked") : NULL;
+    int64_t *vq = vp ? borrow(&borrowed, predicted, 1, N * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
+    if (vq == NULL) goto done;
+    if (check_rows(rows, is_double, NULL, 0, N, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
+    Py_BEGIN_ALLOW_THREADS
+    if (is_double)
+        DISPATCH(score, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, N, vp, vq, threads);
+    else
+        DISPATCH(score, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, N, vp, vq, threads);
+    Py_END_ALLOW_THREADS
+    result = Py_None;
+    Py_INCREF(result);
+done:
+    free(lay.scratch);
+    release(&borrowed);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"sgd_steps", sgd_steps, METH_VARARGS, sgd_steps_doc},
+    {"score", score, METH_VARARGS, score_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "bareprop._kernel", "The private compiled fast path (see _fast.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernel(void)
+{
+#if HAVE_AVX2_VARIANT
+    __builtin_cpu_init();
+    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#endif
+    if (PyType_Ready(&SparseRowsType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddStringConstant(m, "ISA", use_avx2 ? "avx2+fma" : "generic") < 0
+#ifdef _OPENMP
+        || PyModule_AddIntConstant(m, "OPENMP", 1) < 0
+#else
+        || PyModule_AddIntConstant(m, "OPENMP", 0) < 0
+#endif
+    ) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&SparseRowsType);
+    if (PyModule_AddObject(m, "SparseRows", (PyObject *)&SparseRowsType) < 0) {
+        Py_DECREF(&SparseRowsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,383 @@
+/* The body of _kernel.c, included once per float type and instruction set: REAL is float or
+ * double, TY(name) adds the type's suffix to a type of _kernel_types.h, FN(name) the type's and
+ * the instruction set's to a function, EXP and LOG are exp and log in REAL. It is the readable layers' arithmetic
+ * (layers.py, losses.py), written as loops that skip the zeros of each layer's input.
+ *
+ * Glossary as in layers.py: B batch, I in, O out, K classes; P an O padded to a multiple of VEC.
+ * Every matrix is row-major. The kernel trains private copies of the weights, each (I+1, P): the
+ * net's W (I+1, O) with zero columns appended, so that every row is a whole number of vectors;
+ * the zero columns give zero outputs, zero gradients and stay zero. */
+
+
+static void FN(init_scaled)(REAL *scaled)
+{
+    for (int v = 0; v < 256; v++) scaled[v] = (REAL)v / (REAL)255; /* (256,) as as_inputs divides: in REAL */
+}
+
+/* One row x (I,) of the data, its zeros skipped: writes the columns and values of its nonzero
+ * entries and returns how many. Pixels (uint8) are divided by 255 in REAL, exactly as
+ * net.as_inputs divides them; other inputs are taken as they are. Zeros are skipped 8 entries at a
+ * time (MNIST's borders are blank). */
+static int32_t FN(compress_row)(const unsigned char *x, int pixels, Py_ssize_t I, const REAL *scaled,
+                                int32_t *col, REAL *val)
+{
+    const Py_ssize_t itemsize = pixels ? 1 : (Py_ssize_t)sizeof(REAL), words = itemsize; /* 8 entries = words * 8 bytes */
+    int32_t len = 0;
+    for (Py_ssize_t j0 = 0; j0 < I; j0 += 8) {
+        const Py_ssize_t j1 = j0 + 8 < I ? j0 + 8 : I;
+        if (j1 - j0 == 8) {
+            uint64_t any = 0, word;
+            for (Py_ssize_t w = 0; w < words; w++) {
+                memcpy(&word, x + j0 * itemsize + 8 * w, 8);
+                any |= word;
+            }
+            if (any == 0) continue; /* all zero bits */
+        }
+        for (Py_ssize_t j = j0; j < j1; j++) { /* branch-free: always write, advance past nonzeros (-0.0 is a zero) */
+            const REAL v = pixels ? scaled[x[j]] : ((const REAL *)x)[j];
+            col[len] = (int32_t)j;
+            val[len] = v;
+            len += v != 0;
+        }
+    }
+    return len;
+}
+
+/* The number of nonzero entries of a row x (I,) of the data. */
+static int32_t FN(count_nonzero)(const unsigned char *x, int pixels, Py_ssize_t I)
+{
+    int32_t count = 0;
+    if (pixels) {
+        for (Py_ssize_t j = 0; j < I; j++) count += x[j] != 0;
+    } else {
+        const REAL *v = (const REAL *)x; /* aligned: SparseRows takes aligned arrays only */
+        for (Py_ssize_t j = 0; j < I; j++) count += v[j] != 0;
+    }
+    return count;
+}
+
+/* The data X (N, I) as sparse rows: row i's nonzero columns and values are col[indptr[i]:indptr[i+1]]
+ * and val[...]. With col == NULL, only counts: indptr[i+1] = row i's number of nonzeros. `threads`
+ * threads take a share of the rows each; each compresses a row into its own scratch (compress_row
+ * writes one entry past the last) and copies it to its place. Returns -1 if out of memory. */
+static int FN(sparse_rows)(const void *X, int pixels, Py_ssize_t N, Py_ssize_t I, int64_t *indptr, int32_t *col,
+                           REAL *val, int threads)
+{
+    REAL scaled[256];
+    FN(init_scaled)(scaled);
+    const Py_ssize_t itemsize = pixels ? 1 : (Py_ssize_t)sizeof(REAL);
+    int32_t *col_rows = col ? malloc(threads * (I + 1) * sizeof(int32_t)) : NULL; /* (threads, I+1) */
+    REAL *val_rows = col ? malloc(threads * (I + 1) * sizeof(REAL)) : NULL;       /* (threads, I+1) */
+    if (col != NULL && (col_rows == NULL || val_rows == NULL)) {
+        free(col_rows);
+        free(val_rows);
+        return -1;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const unsigned char *x = (const unsigned char *)X + i * I * itemsize;
+        if (col == NULL) {
+            indptr[i + 1] = FN(count_nonzero)(x, pixels, I);
+        } else {
+            int32_t *col_row = col_rows + THREAD_ID() * (I + 1); /* (I+1,) this thread's */
+            REAL *val_row = val_rows + THREAD_ID() * (I + 1);
+            const int32_t len = FN(compress_row)(x, pixels, I, scaled, col_row, val_row);
+            memcpy(col + indptr[i], col_row, len * sizeof(int32_t));
+            memcpy(val + indptr[i], val_row, len * sizeof(REAL));
+        }
+    }
+    free(col_rows);
+    free(val_rows);
+    return 0;
+}
+
+
+static ALWAYS_INLINE TY(vec) FN(load)(const REAL *p)
+{
+    TY(vec) v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static ALWAYS_INLINE void FN(store)(REAL *p, TY(vec) v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* z[0:nv*VEC] = bias + sum_t x_t W[j_t, 0:nv*VEC], the sums kept in 2*nv vector registers: the
+ * even t in one set, the odd in the other, so that two additions are in flight at a time. Always
+ * inlined with a constant nv. */
+static ALWAYS_INLINE void FN(linear_block)(const int32_t *col, const REAL *val, int32_t n, const REAL *W,
+                                           Py_ssize_t P, const REAL *bias, REAL *z, const int nv)
+{
+    TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = FN(load)(bias + v * VEC), odd[v] = (TY(vec)){0};
+    int32_t t = 0;
+    for (; t + 1 < n; t += 2) {
+        const REAL x0 = val[t], *w0 = W + (Py_ssize_t)col[t] * P;         /* (), (nv*VEC,) */
+        const REAL x1 = val[t + 1], *w1 = W + (Py_ssize_t)col[t + 1] * P; /* (), (nv*VEC,) */
+        for (int v = 0; v < nv; v++) {
+            even[v] += x0 * FN(load)(w0 + v * VEC); /* (VEC,) += () * (VEC,) */
+            odd[v] += x1 * FN(load)(w1 + v * VEC);
+        }
+    }
+    if (t < n)
+        for (int v = 0; v < nv; v++) even[v] += val[t] * FN(load)(W + (Py_ssize_t)col[t] * P + v * VEC);
+    for (int v = 0; v < nv; v++) FN(store)(z + v * VEC, even[v] + odd[v]);
+}
+
+/* Linear.__call__ for example b: z = [x, 1] @ W = W[I] + sum_j x_j W[j], over the nonzero x_j,
+ * BLOCK outputs at a time. z is (P,); its padding comes out zero. */
+static void FN(linear)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t I, Py_ssize_t P, const REAL *W, REAL *z)
+{
+    const int32_t *col = in->col[b], n = in->len[b];
+    const REAL *val = in->val[b];
+    for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
+        const REAL *Wk = W + k0, *bias = W + I * P + k0;
+        switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) { /* P is a multiple of VEC */
+        case 4: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 4); break;
+        case 3: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 3); break;
+        case 2: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 2); break;
+        default: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 1); break;
+        }
+    }
+}
+
+/* ReLU.__call__ for example b, writing the next layer's inputs: max(z, 0), its zeros skipped.
+ * A NaN is kept, as np.maximum keeps it; its mask (z > 0) is false, as in ReLU. */
+static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b)
+{
+    int32_t *col = next->col_store + b * O, len = 0;
+    REAL *val = next->val_store + b * O;
+    for (Py_ssize_t k = 0; k < O; k++) { /* branch-free, as in compress_row */
+        col[len] = (int32_t)k;
+        val[len] = z[k];
+        len += !(z[k] <= 0);
+    }
+    next->len[b] = len;
+}
+
+/* losses.log_softmax and SoftmaxCrossEntropy for example b, label t: turns the logits z (K,)
+ * into dloss/dz = P - Y in place; returns log P[t] and writes the predicted class (the first
+ * largest logit, as argmax picks it). */
+static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, int64_t t, int64_t *predicted)
+{
+    Py_ssize_t best = 0;
+    REAL top = z[0], sum = 0;
+    for (Py_ssize_t k = 1; k < K; k++)
+        if (z[k] > top || (z[k] != z[k] && top == top)) { top = z[k]; best = k; } /* a NaN wins, as in argmax */
+    *predicted = best;
+    for (Py_ssize_t k = 0; k < K; k++) sum += EXP(z[k] - top); /* () sum of exp(shifted) */
+    const REAL log_sum = LOG(sum);
+    const REAL picked = z[t] - top - log_sum; /* () log P[t] */
+    for (Py_ssize_t k = 0; k < K; k++) z[k] = EXP(z[k] - top - log_sum); /* (K,) P */
+    z[t] -= 1; /* (K,) P - Y */
+    return picked;
+}
+
+/* Linear.bp_input then ReLU.bp_input for example b: g_in[j] = (g @ W[:-1].T)[j] where the ReLU
+ * let x_j through (x_j > 0), else 0. `in` holds the layer's inputs, which are the ReLU's outputs;
+ * g is (P,), g_in is (P_in,): the padded width of the layer below. */
+static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const REAL *W,
+                         const REAL *g, REAL *g_in, Py_ssize_t P_in)
+{
+    const int32_t *col = in->col[b];
+    const REAL *val = in->val[b];
+    memset(g_in, 0, P_in * sizeof(REAL)); /* (P_in,) zero where the ReLU was closed, and the padding */
+    for (int32_t t = 0; t < in->len[b]; t++) {
+        if (!(val[t] > 0)) continue; /* a NaN input: its mask is false */
+        const REAL *w = W + (Py_ssize_t)col[t] * P; /* (P,) */
+        TY(vec) acc = {0}; /* (VEC,) partial sums */
+        for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC)
+            acc += FN(load)(g + k0) * FN(load)(w + k0); /* (VEC,) += (VEC,) * (VEC,) */
+        REAL s = 0;
+        for (int k = 0; k < VEC; k++) s += acc[k]; /* () = (P,) . (P,) */
+        g_in[col[t]] = s;
+    }
+}
+
+/* The rows of W[0:nv*VEC] that the batch touched, each updated by W[j] -= lr * dW[j], where
+ * dW[j] = sum over the examples b with x_bj != 0 of x_bj G[b] (G's columns 0..nv*VEC): one row of
+ * dW = [X, 1].T @ G, summed in 2*nv registers. Always inlined with a constant nv. */
+static ALWAYS_INLINE void FN(update_block)(const TY(Column) *by_input, Py_ssize_t B, const int32_t *touched,
+                                           int32_t n_touched, const REAL *G, Py_ssize_t P, REAL *W, REAL lr,
+                                           const int nv)
+{
+    for (int32_t r = 0; r < n_touched; r++) {
+        const int32_t j = touched[r], count = by_input->count[j];
+        const int32_t *example = by_input->example + (Py_ssize_t)j * B; /* (count,) */
+        const REAL *x = by_input->x + (Py_ssize_t)j * B;                  /* (count,) */
+        TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each: dW[j] */
+        for (int v = 0; v < nv; v++) even[v] = odd[v] = (TY(vec)){0};
+        int32_t e = 0;
+        for (; e + 1 < count; e += 2) {
+            const REAL *g0 = G + (Py_ssize_t)example[e] * P, *g1 = G + (Py_ssize_t)example[e + 1] * P; /* (nv*VEC,) */
+            for (int v = 0; v < nv; v++) {
+                even[v] += x[e] * FN(load)(g0 + v * VEC); /* (VEC,) += () * (VEC,) */
+                odd[v] += x[e + 1] * FN(load)(g1 + v * VEC);
+            }
+        }
+        if (e < count)
+            for (int v = 0; v < nv; v++) even[v] += x[e] * FN(load)(G + (Py_ssize_t)example[e] * P + v * VEC);
+        REAL *w = W + (Py_ssize_t)j * P; /* (nv*VEC,) */
+        for (int v = 0; v < nv; v++) FN(store)(w + v * VEC, FN(load)(w + v * VEC) - lr * (even[v] + odd[v]));
+    }
+}
+
+/* Linear.bp_param for the batch, dW = [X, 1].T @ G summed over the batch, then the post's SGD
+ * update W -= lr * dW, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's
+ * share. dW's row j is nonzero only if some example's input j is: the batch's nonzero inputs are
+ * first regrouped by input j, then each such row is summed in registers and applied at once.
+ * Each list holds its examples in batch order whatever the threads, so the sums are the same. */
+static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi,
+                                    int bias)
+{
+    const Py_ssize_t I = net->n[l], P = net->p[l + 1], B = net->B;
+    const TY(Inputs) *in = &net->in[l];
+    TY(Column) *by_input = &net->by_input[l];
+    REAL *W = net->W[l], *G = net->Z[l];
+    int32_t *count = by_input->count, *touched = net->touched[l] + j_lo, n_touched = 0; /* touched: (j_hi-j_lo,) */
+    for (Py_ssize_t b = 0; b < b_count; b++) { /* regroup: example b's x_bj joins input j's list */
+        const int32_t *col = in->col[b], len = in->len[b];
+        const REAL *val = in->val[b];
+        int32_t t = 0, hi = len;
+        while (t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
+            const int32_t mid = t + (hi - t) / 2;
+            if (col[mid] < j_lo) t = mid + 1; else hi = mid;
+        }
+        for (; t < len && col[t] < j_hi; t++) {
+            const int32_t j = col[t], e = count[j]++;
+            if (e == 0) touched[n_touched++] = j;
+            by_input->example[(Py_ssize_t)j * B + e] = (int32_t)b;
+            by_input->x[(Py_ssize_t)j * B + e] = val[t];
+        }
+    }
+    for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
+        switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) {
+        case 4: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 4); break;
+        case 3: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 3); break;
+        case 2: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 2); break;
+        default: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 1); break;
+        }
+    }
+    for (int32_t r = 0; r < n_touched; r++) count[touched[r]] = 0; /* empty lists for the next step */
+    if (!bias) return;
+    REAL *w = W + I * P; /* (P,): the bias row; its input is the ones column */
+    for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) {
+        TY(vec) sum = {0}; /* (VEC,) */
+        for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
+        FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
+    }
+}
+
+/* Example b of the batch is row `row` of the data: point the first layer's inputs at its sparse row. */
+static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const int64_t *indptr, const int32_t *col,
+                             const REAL *val, int64_t row)
+{
+    in->col[b] = col + indptr[row];
+    in->val[b] = val + indptr[row];
+    in->len[b] = (int32_t)(indptr[row + 1] - indptr[row]);
+}
+
+/* Start loading the sparse rows order[0:count] into the cache (a hint: it changes no result). */
+static void FN(prefetch_rows)(const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *order,
+                              Py_ssize_t count)
+{
+    for (Py_ssize_t i = 0; i < count; i++) {
+        const int64_t a = indptr[order[i]], b = indptr[order[i] + 1];
+        for (int64_t t = a; t < b; t += 64 / sizeof(int32_t)) PREFETCH(col + t);
+        for (int64_t t = a; t < b; t += 64 / sizeof(REAL)) PREFETCH(val + t);
+    }
+}
+
+/* Forward through every layer for example b (its first-layer inputs already gathered); returns
+ * the logits, (K,), in the last Z. */
+static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b)
+{
+    for (int l = 0; l < net->L; l++) {
+        const Py_ssize_t P = net->p[l + 1];
+        REAL *z = net->Z[l] + b * P;
+        FN(linear)(&net->in[l], b, net->n[l], P, net->W[l], z);
+        if (l < net->L - 1) FN(relu)(z, net->n[l + 1], &net->in[l + 1], b);
+    }
+    return net->Z[net->L - 1] + b * net->p[net->L];
+}
+
+/* SGD steps on the batches order[start:stop] (batch size B, the last may be smaller): per example,
+ * log P(true class) into picked and the predicted class into predicted, at its place in order.
+ * `threads` threads share each step: the examples of the forward and of bp_input, the rows of W
+ * in the update; they wait for each other where one's results are another's inputs. */
+static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
+                          const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
+                          int64_t *predicted, int threads)
+{
+    const int L = net->L;
+    const Py_ssize_t K = net->n[L], B = net->B;
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        const int h = THREAD_ID(), T = THREAD_COUNT();
+        for (Py_ssize_t s = start; s < stop; s += B) {
+            const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
+            if (s + B < stop) { /* ask for this thread's share of the next batch now: it arrives while this one trains */
+                const Py_ssize_t next = stop - s - B < B ? stop - s - B : B;
+                FN(prefetch_rows)(indptr, col, val, order + s + B + next * h / T, next * (h + 1) / T - next * h / T);
+            }
+            for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* forward and loss, example by example */
+                const int64_t row = order[s + b];
+                FN(first_inputs)(&net->in[0], b, indptr, col, val, row);
+                REAL *logits = FN(forward)(net, b);
+                picked[s + b] = FN(softmax_ce)(logits, K, y[row], &predicted[s + b]);
+            }
+            BARRIER();
+            for (int l = L - 1; l >= 0; l--) { /* backward, top layer first: dloss/dZ of the layer below, then W */
+                const Py_ssize_t P = net->p[l + 1], P_in = net->p[l], I = net->n[l];
+                if (l > 0) {
+                    for (Py_ssize_t b = b_lo; b < b_hi; b++)
+                        FN(bp_input)(&net->in[l], b, P, net->W[l], net->Z[l] + b * P, net->Z[l - 1] + b * P_in, P_in);
+                    BARRIER(); /* all of dloss/dZ below is there, and W[l] is no longer read */
+                }
+                FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I * h / T), (int32_t)(I * (h + 1) / T), h == 0);
+            }
+            BARRIER(); /* the weights are updated: the next step may read them */
+        }
+    }
+}
+
+/* Inference on rows 0..N-1: log P(true class) and the predicted class of each row; `threads`
+ * threads take a share of the rows each, thread h using the scratch of example h. */
+static void FN(score)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
+                      Py_ssize_t N, REAL *picked, int64_t *predicted, int threads)
+{
+    const Py_ssize_t K = net->n[net->L];
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+    {
+        const int h = THREAD_ID(), T = THREAD_COUNT();
+        for (Py_ssize_t i = N * h / T; i < N * (h + 1) / T; i++) {
+            FN(first_inputs)(&net->in[0], h, indptr, col, val, i);
+            REAL *logits = FN(forward)(net, h);
+            picked[i] = FN(softmax_ce)(logits, K, y[i], &predicted[i]);
+        }
+    }
+}
+
+/* Copy the net's weights (n[l]+1, n[l+1]) into the padded copies, or back. */
+static void FN(copy_weights)(TY(Net) *net, REAL *const *outside, int back)
+{
+    for (int l = 0; l < net->L; l++) {
+        const Py_ssize_t rows = net->n[l] + 1, O = net->n[l + 1], P = net->p[l + 1];
+        for (Py_ssize_t i = 0; i < rows; i++) {
+            if (back)
+                memcpy(outside[l] + i * O, net->W[l] + i * P, O * sizeof(REAL));
+            else
+                memcpy(net->W[l] + i * P, outside[l] + i * O, O * sizeof(REAL)); /* the padding stays zero */
+        }
+    }
+}

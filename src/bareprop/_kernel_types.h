@@ -1,0 +1,36 @@
+/* The types of _kernel.c, included once per float type: REAL is float or double, TY(name) adds
+ * the type's suffix. Glossary as in _kernel_body.h. */
+
+/* The batch's nonzero inputs of one layer grouped by input: input j's are count[j] examples, from
+ * example[j*B] on, and their values x_bj, from x[j*B] on. */
+typedef struct {
+    int32_t *count;   /* (I,), all zero between steps */
+    int32_t *example; /* (I*B,) */
+    REAL *x;          /* (I*B,) */
+} TY(Column);
+
+/* Each example's nonzero inputs of one layer: the columns j and values x_j of its x_j != 0. The
+ * first layer's point into the data's sparse rows (see sparse_rows); a hidden layer's into `store`. */
+typedef struct {
+    const int32_t **col; /* (B,) pointers to (len[b],) */
+    const REAL **val;    /* (B,) pointers to (len[b],) */
+    int32_t *len;        /* (B,) */
+    int32_t *col_store;  /* (B*I,) where a ReLU writes example b's columns, from b*I on */
+    REAL *val_store;     /* (B*I,) and their values */
+} TY(Inputs);
+
+typedef struct {
+    int L;               /* number of Linear layers */
+    const Py_ssize_t *n; /* (L+1,): widths, n[0] = I of the first layer, n[L] = K */
+    const Py_ssize_t *p; /* (L+1,): the widths padded to a multiple of VEC (p[0] unused) */
+    REAL **W;            /* (L,): (n[l]+1, p[l+1]) the padded copies of the weights */
+    Py_ssize_t B;        /* largest batch */
+    TY(Inputs) *in;      /* (L,): each layer's inputs for the batch */
+    REAL **Z;            /* (L,): (B, p[l+1]) each layer's output, then its gradient dloss/dZ */
+    TY(Column) *by_input; /* (L,): each layer's inputs for the batch, grouped by input */
+    int32_t **touched;   /* (L,): (n[l],) the inputs that are nonzero in some example of the batch */
+} TY(Net);
+
+/* VEC values side by side: one vector register (or two) for GCC's and Clang's vector extensions.
+ * Rows are loaded and stored with memcpy: they need no alignment. */
+typedef REAL TY(vec) __attribute__((vector_size(VEC * sizeof(REAL))));
