@@ -36,7 +36,7 @@ def fit(X, y, sizes, *, kernel, dtype=np.float32, epochs=2, batch_size=64, threa
     rng = np.random.default_rng(seed)
     net = NeuralNet(sizes, lr=0.001, rng=rng, dtype=dtype)
     if kernel:
-        assert _fast.KernelSGD.takes(net)
+        assert _fast.KernelSGD.takes(net, batch_size)
         made = []
 
         def make(net_, batch_size_, optimizer=None):
@@ -153,8 +153,10 @@ def test_the_kernel_refuses_what_would_read_out_of_bounds():
     order = np.arange(10, dtype=np.int64)
     out = np.empty(10, np.float32), np.empty(10, np.int64)
 
+    workspace = _kernel.Workspace()
+
     def steps(rows=rows, y=y, order=order, Ws=Ws, threads=1):
-        _kernel.sgd_steps(Ws, sizes, False, rows, y, order, 0, 10, 4, 0.001, *out, threads)
+        _kernel.sgd_steps(Ws, sizes, False, rows, y, order, 0, 10, 4, 0.001, *out, threads, workspace)
 
     steps()  # as given, it runs
     with pytest.raises(ValueError, match="columns"):
@@ -171,6 +173,28 @@ def test_the_kernel_refuses_what_would_read_out_of_bounds():
         _kernel.SparseRows(X, True, 11, 6, False)
     with pytest.raises(TypeError):
         steps(rows=np.zeros(3))
+    steps()  # and after all these refusals the workspace still serves
+
+
+def test_a_reused_workspace_gives_the_same_numbers_as_a_fresh_one(mnist_subset):
+    """Layouts change (training, scoring, another net) and the memory is reused: nothing carries over."""
+    X, y = mnist_subset
+    workspace = _kernel.Workspace()
+    rows = _kernel.SparseRows(X, True, *X.shape, False)
+    y64 = y.astype(np.int64)
+    results = []
+    for ws in (workspace, workspace, _kernel.Workspace()):
+        for sizes in ((784, 16, 10), (784, 24, 10)):
+            net = NeuralNet(sizes, rng=np.random.default_rng(3))
+            out = np.empty(len(X), np.float32), np.empty(len(X), np.int64)
+            _kernel.sgd_steps(tuple(net.params()), sizes, False, rows, y64, np.arange(len(X), dtype=np.int64), 0,
+                              len(X), 64, 0.001, *out, 2, ws)
+            _kernel.score(tuple(net.params()), sizes, False, rows, y64, *out, 2, ws)
+            results.append([W.copy() for W in net.params()] + [out[0].copy()])
+    for a, b, c in zip(results[:2], results[2:4], results[4:]):
+        for x, y_, z in zip(a, b, c):
+            np.testing.assert_array_equal(x, y_)
+            np.testing.assert_array_equal(x, z)
 
 
 def test_kernel_sgd_needs_whole_batches(mnist_subset):
@@ -184,7 +208,9 @@ def test_kernel_sgd_needs_whole_batches(mnist_subset):
 def test_fast_path_picks_the_kernel_where_it_can(monkeypatch):
     rng = np.random.default_rng(0)
     assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 64)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 64)) is _fast.FastSGD  # wide: BLAS wins
+    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 64)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 256)) is _fast.FastSGD  # BLAS wins
+    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 64)) is _fast.FastSGD
     assert type(_fast.fast_path(NeuralNet((4, 3, 2), rng=rng, dtype=np.float16), 64)) is _fast.FastSGD
     assert _fast.fast_path(NeuralNet((4, 3, 2), rng=rng, p_drop=0.5), 64) is None  # Dropout: the readable loop
     monkeypatch.setattr(_fast, "_kernel", None)  # as when the extension could not be built
@@ -197,7 +223,7 @@ def test_post_configuration_trains_to_the_posts_accuracy_on_the_kernel():
     X_test, y_test = load_mnist("test", dtype=np.uint8)
     rng = np.random.default_rng(0)
     net = NeuralNet((784, 32, 10), lr=0.001, rng=rng)
-    assert _fast.KernelSGD.takes(net)
+    assert _fast.KernelSGD.takes(net, 64)
     history = train(net, X, y, epochs=10, batch_size=64, rng=rng, X_test=X_test, y_test=y_test)
     assert history.train_acc[-1] >= 0.96 and history.test_acc[-1] >= 0.955
     assert history.train_loss == sorted(history.train_loss, reverse=True)

@@ -247,9 +247,10 @@ def kernel_threads():
     return max(1, min(2, cores))
 
 
-# The widest layer up to which the kernel beats BLAS (benchmarks/speed.py's scaling table): it skips
-# zero inputs, BLAS does not; past this width BLAS's blocking wins.
-KERNEL_MAX_WIDTH = 256
+# Where the kernel beats BLAS (measured with benchmarks/speed.py's scaling table, docs/speed.md): up to
+# this batch size times widest layer. The kernel skips zero inputs, BLAS does not; but BLAS reads each
+# weight once per batch, the kernel once per example, and with wide layers or big batches that wins.
+KERNEL_MAX_BATCH_X_WIDTH = 1 << 14
 
 
 def fast_path(net, batch_size, optimizer=None):
@@ -257,7 +258,7 @@ def fast_path(net, batch_size, optimizer=None):
     it takes, else FastSGD for the nets `supports` accepts, else None (the readable loop)."""
     if not supports(net, optimizer):
         return None
-    if KernelSGD.takes(net):
+    if KernelSGD.takes(net, batch_size):
         return KernelSGD(net, batch_size, optimizer)
     return FastSGD(net, batch_size, optimizer)
 
@@ -274,15 +275,15 @@ class KernelSGD:
     CHUNK = 16  # batches per kernel call when a per-batch hook (a progress bar) must be called
 
     @staticmethod
-    def takes(net):
-        """True if the kernel is built and can train `net` (which `supports` accepts): float32 or
-        float64 weights, contiguous and writable, no layer wider than KERNEL_MAX_WIDTH."""
+    def takes(net, batch_size):
+        """True if the kernel is built, can train `net` (which `supports` accepts: float32 or float64
+        weights, contiguous and writable) and is the faster path for it (KERNEL_MAX_BATCH_X_WIDTH)."""
         if _kernel is None:
             return False
         Ws = net.params()
         return (Ws[0].dtype in (np.float32, np.float64)
                 and all(W.flags.c_contiguous and W.flags.writeable for W in Ws)
-                and max(W.shape[1] for W in Ws) <= KERNEL_MAX_WIDTH)
+                and batch_size * max(W.shape[1] for W in Ws) <= KERNEL_MAX_BATCH_X_WIDTH)
 
     def __init__(self, net, batch_size, optimizer=None, threads=None):
         self.net = net
@@ -293,6 +294,8 @@ class KernelSGD:
         self.dtype = self.Ws[0].dtype
         self.sizes = (self.Ws[0].shape[0] - 1, *(W.shape[1] for W in self.Ws))  # (I, O_1, ..., K)
         self._data = {}  # id(X) -> (X, its SparseRows, y as int64): kept for the whole run
+        self.workspace = _kernel.Workspace()  # the kernel's scratch memory for training, kept between calls
+        self.score_workspace = _kernel.Workspace()  # and for scoring (another layout)
 
     def _prepare(self, X, y):
         """X as SparseRows and y as int64, made once per array and reused every epoch."""
@@ -316,22 +319,22 @@ class KernelSGD:
         order = np.concatenate(epoch_batches).astype(np.int64, copy=False)  # (N,) the epoch's examples in order
         picked = np.empty(len(order), self.dtype)  # (N,) log P(true class), in batch order
         predicted = np.empty(len(order), np.int64)  # (N,)
+        labels = y64[order]  # (N,) in batch order
         chunk = len(epoch_batches) if on_step is None else self.CHUNK
         for first in range(0, len(epoch_batches), chunk):
             last = min(first + chunk, len(epoch_batches))  # batches first..last-1 in this call
             start, stop = first * self.batch_size, min(last * self.batch_size, len(order))
             _kernel.sgd_steps(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, order, start, stop,
-                              self.batch_size, self.lr, picked, predicted, self.threads)
+                              self.batch_size, self.lr, picked, predicted, self.threads, self.workspace)
             if on_step is not None:
-                done_labels = y64[order[:stop]]
-                on_step(last - 1, lambda e=stop, labels=done_labels: (
-                    -float(picked[:e].mean()), float((predicted[:e] == labels).mean())))
-        return _epoch_figures(picked, predicted, y64[order], sizes)
+                on_step(last - 1, lambda e=stop: (-float(picked[:e].mean()), float((predicted[:e] == labels[:e]).mean())))
+        return _epoch_figures(picked, predicted, labels, sizes)
 
     def score(self, X, y):
         """(accuracy, mean cross-entropy) on a labelled set, as NeuralNet.score gives them (to rounding)."""
         rows, y64 = self._prepare(X, y)
         picked = np.empty(len(y64), self.dtype)  # (N,)
         predicted = np.empty(len(y64), np.int64)  # (N,)
-        _kernel.score(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, picked, predicted, self.threads)
+        _kernel.score(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, picked, predicted, self.threads,
+                      self.score_workspace)
         return float((predicted == y64).mean()), -float(picked.sum(dtype=np.float64)) / len(y64)

@@ -141,13 +141,40 @@ static void *borrow(Borrowed *b, PyObject *obj, int writable, Py_ssize_t nbytes,
     return view->buf;
 }
 
+/* Workspace: the scratch memory of sgd_steps and score, kept from one call to the next (allocating
+ * and first touching a megabyte costs more than a chunk of steps). It is reused as it is when the
+ * next call has the same layout, and made anew otherwise. One call at a time may use it. */
+typedef struct {
+    PyObject_HEAD
+    char *block;
+    size_t size;
+    int L, is_double, in_use;
+    Py_ssize_t n[MAX_LAYERS + 1], B;
+} Workspace;
+
+static void Workspace_dealloc(Workspace *self)
+{
+    free(self->block);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyTypeObject WorkspaceType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "bareprop._kernel.Workspace",
+    .tp_basicsize = sizeof(Workspace),
+    .tp_dealloc = (destructor)Workspace_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Workspace(): scratch memory for sgd_steps and score, kept between calls.",
+    .tp_new = PyType_GenericNew,
+};
+
 /* The net as C sees it: the sizes, the padded weight copies, and scratch for batches of B rows. */
 typedef struct {
     int L, is_double;
     Py_ssize_t n[MAX_LAYERS + 1], p[MAX_LAYERS + 1];
     void *outside[MAX_LAYERS]; /* the net's own weight arrays */
     void *W[MAX_LAYERS];       /* their padded copies */
-    void *scratch;             /* one block for all the memory below */
+    Workspace *workspace;      /* holds the memory below, in one block */
     Net_f32 f32;
     Net_f64 f64;
     Inputs_f32 in32[MAX_LAYERS];
@@ -163,11 +190,17 @@ static size_t round64(size_t bytes)
     return (bytes + 63) / 64 * 64;
 }
 
-/* Parse (Ws, sizes), allocate scratch for batches of B rows, copy the weights in. */
-static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *sizes, int is_double, Py_ssize_t B)
+/* Parse (Ws, sizes), lay out scratch for batches of B rows in the workspace, copy the weights in.
+ * On success the workspace is in use until layout_done. */
+static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *sizes, int is_double, Py_ssize_t B,
+                       Workspace *ws)
 {
     memset(lay, 0, sizeof(*lay));
     lay->is_double = is_double;
+    if (ws->in_use) {
+        PyErr_SetString(PyExc_RuntimeError, "_kernel: the workspace is in use by another call");
+        return -1;
+    }
     if (!PyTuple_Check(Ws) || !PyTuple_Check(sizes)) {
         PyErr_SetString(PyExc_TypeError, "_kernel: Ws and sizes must be tuples");
         return -1;
@@ -200,12 +233,22 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         total += round64(I * sizeof(int32_t)) + round64(B * I * sizeof(int32_t)) + round64(B * I * real);
         total += round64(I * sizeof(int32_t));                                  /* touched */
     }
-    char *next = calloc(1, total); /* zeroed: the weights' padding columns are zero */
-    if (next == NULL) {
-        PyErr_NoMemory();
-        return -1;
+    int same = ws->block != NULL && ws->size == total && ws->L == L && ws->is_double == is_double && ws->B == B;
+    for (Py_ssize_t l = 0; same && l <= L; l++) same = ws->n[l] == lay->n[l];
+    if (!same) { /* zeroed: the lists by input start empty, as every step leaves them */
+        free(ws->block);
+        ws->block = calloc(1, total);
+        if (ws->block == NULL) {
+            ws->size = 0;
+            PyErr_NoMemory();
+            return -1;
+        }
+        ws->size = total, ws->L = (int)L, ws->is_double = is_double, ws->B = B;
+        memcpy(ws->n, lay->n, (L + 1) * sizeof(Py_ssize_t));
     }
-    lay->scratch = next;
+    ws->in_use = 1;
+    lay->workspace = ws;
+    char *next = ws->block;
 #define TAKE(ptr, type, count) do { ptr = (type *)next; next += round64((count) * sizeof(type)); } while (0)
     for (int l = 0; l < L; l++) {
         const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1];
@@ -219,6 +262,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
             TAKE(lay->Z[l], double, B * P);
             TAKE(lay->W[l], double, (I + 1) * P);
+            memset(lay->W[l], 0, (I + 1) * P * sizeof(double)); /* the padding columns: zero */
             TAKE(lay->col64[l].count, int32_t, I);
             TAKE(lay->col64[l].example, int32_t, B * I);
             TAKE(lay->col64[l].x, double, B * I);
@@ -232,6 +276,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
             TAKE(lay->Z[l], float, B * P);
             TAKE(lay->W[l], float, (I + 1) * P);
+            memset(lay->W[l], 0, (I + 1) * P * sizeof(float));
             TAKE(lay->col32[l].count, int32_t, I);
             TAKE(lay->col32[l].example, int32_t, B * I);
             TAKE(lay->col32[l].x, float, B * I);
@@ -405,7 +450,8 @@ static int check_rows(const SparseRows *rows, int is_double, const int64_t *orde
 }
 
 PyDoc_STRVAR(sgd_steps_doc,
-"sgd_steps(Ws, sizes, is_double, rows, y, order, start, stop, batch_size, lr, picked, predicted, threads)\n\n"
+"sgd_steps(Ws, sizes, is_double, rows, y, order, start, stop, batch_size, lr, picked, predicted, threads,\n"
+"          workspace)\n\n"
 "SGD steps on the batches order[start:stop] of the SparseRows `rows`, in place on the weights Ws.\n"
 "Example order[i]'s log P(true class) goes to picked[i], its predicted class to predicted[i].");
 
@@ -418,8 +464,9 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     Py_ssize_t start, stop, B;
     double lr;
     int threads;
-    if (!PyArg_ParseTuple(args, "OOpO!OOnnndOOi", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &order, &start,
-                          &stop, &B, &lr, &picked, &predicted, &threads))
+    Workspace *ws;
+    if (!PyArg_ParseTuple(args, "OOpO!OOnnndOOiO!", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &order, &start,
+                          &stop, &B, &lr, &picked, &predicted, &threads, &WorkspaceType, &ws))
         return NULL;
     if (threads < 1 || threads > MAX_THREADS) {
         PyErr_SetString(PyExc_ValueError, "_kernel: threads must be in 1..64");
@@ -429,7 +476,7 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     Borrowed borrowed = {.count = 0};
     Layout lay;
     PyObject *result = NULL;
-    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, B) < 0) goto done;
+    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, B, ws) < 0) goto done;
     if (start < 0 || stop < start) {
         PyErr_SetString(PyExc_ValueError, "_kernel: need 0 <= start <= stop");
         goto done;
@@ -452,13 +499,13 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    free(lay.scratch);
+    if (lay.workspace != NULL) lay.workspace->in_use = 0;
     release(&borrowed);
     return result;
 }
 
 PyDoc_STRVAR(score_doc,
-"score(Ws, sizes, is_double, rows, y, picked, predicted, threads)\n\n"
+"score(Ws, sizes, is_double, rows, y, picked, predicted, threads, workspace)\n\n"
 "Inference on the SparseRows `rows`: log P(true class) into picked, the predicted class into predicted.");
 
 static PyObject *score(PyObject *self, PyObject *args)
@@ -467,8 +514,9 @@ static PyObject *score(PyObject *self, PyObject *args)
     PyObject *Ws, *sizes, *y, *picked, *predicted;
     SparseRows *rows;
     int is_double, threads;
-    if (!PyArg_ParseTuple(args, "OOpO!OOOi", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &picked, &predicted,
-                          &threads))
+    Workspace *ws;
+    if (!PyArg_ParseTuple(args, "OOpO!OOOiO!", &Ws, &sizes, &is_double, &SparseRowsType, &rows, &y, &picked, &predicted,
+                          &threads, &WorkspaceType, &ws))
         return NULL;
     if (threads < 1 || threads > MAX_THREADS) {
         PyErr_SetString(PyExc_ValueError, "_kernel: threads must be in 1..64");
@@ -479,7 +527,7 @@ static PyObject *score(PyObject *self, PyObject *args)
     Borrowed borrowed = {.count = 0};
     Layout lay;
     PyObject *result = NULL;
-    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, threads) < 0) goto done;
+    if (layout_init(&lay, &borrowed, Ws, sizes, is_double, threads, ws) < 0) goto done;
     const int64_t *vy = borrow(&borrowed, y, 0, N * (Py_ssize_t)sizeof(int64_t), "y");
     void *vp = vy ? borrow(&borrowed, picked, 1, N * (Py_ssize_t)real, "picked") : NULL;
     int64_t *vq = vp ? borrow(&borrowed, predicted, 1, N * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
@@ -494,7 +542,7 @@ static PyObject *score(PyObject *self, PyObject *args)
     result = Py_None;
     Py_INCREF(result);
 done:
-    free(lay.scratch);
+    if (lay.workspace != NULL) lay.workspace->in_use = 0;
     release(&borrowed);
     return result;
 }
@@ -516,7 +564,7 @@ PyMODINIT_FUNC PyInit__kernel(void)
     __builtin_cpu_init();
     use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
 #endif
-    if (PyType_Ready(&SparseRowsType) < 0) return NULL;
+    if (PyType_Ready(&SparseRowsType) < 0 || PyType_Ready(&WorkspaceType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
     if (PyModule_AddStringConstant(m, "ISA", use_avx2 ? "avx2+fma" : "generic") < 0
@@ -532,6 +580,12 @@ PyMODINIT_FUNC PyInit__kernel(void)
     Py_INCREF(&SparseRowsType);
     if (PyModule_AddObject(m, "SparseRows", (PyObject *)&SparseRowsType) < 0) {
         Py_DECREF(&SparseRowsType);
+        Py_DECREF(m);
+        return NULL;
+    }
+    Py_INCREF(&WorkspaceType);
+    if (PyModule_AddObject(m, "Workspace", (PyObject *)&WorkspaceType) < 0) {
+        Py_DECREF(&WorkspaceType);
         Py_DECREF(m);
         return NULL;
     }

@@ -162,7 +162,7 @@ static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b
 /* losses.log_softmax and SoftmaxCrossEntropy for example b, label t: turns the logits z (K,)
  * into dloss/dz = P - Y in place; returns log P[t] and writes the predicted class (the first
  * largest logit, as argmax picks it). */
-static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, int64_t t, int64_t *predicted)
+static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64_t *predicted)
 {
     Py_ssize_t best = 0;
     REAL top = z[0], sum = 0;
@@ -174,6 +174,7 @@ static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, int64_t t, int64_t *predicted)
     const REAL picked = z[t] - top - log_sum; /* () log P[t] */
     for (Py_ssize_t k = 0; k < K; k++) z[k] = EXP(z[k] - top - log_sum); /* (K,) P */
     z[t] -= 1; /* (K,) P - Y */
+    for (Py_ssize_t k = K; k < P; k++) z[k] = 0; /* the padding: no gradient, even if an input was inf */
     return picked;
 }
 
@@ -331,7 +332,7 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
                 const int64_t row = order[s + b];
                 FN(first_inputs)(&net->in[0], b, indptr, col, val, row);
                 REAL *logits = FN(forward)(net, b);
-                picked[s + b] = FN(softmax_ce)(logits, K, y[row], &predicted[s + b]);
+                picked[s + b] = FN(softmax_ce)(logits, K, net->p[L], y[row], &predicted[s + b]);
             }
             BARRIER();
             for (int l = L - 1; l >= 0; l--) { /* backward, top layer first: dloss/dZ of the layer below, then W */
@@ -363,7 +364,7 @@ static void FN(score)(TY(Net) *net, const int64_t *indptr, const int32_t *col, c
         for (Py_ssize_t i = N * h / T; i < N * (h + 1) / T; i++) {
             FN(first_inputs)(&net->in[0], h, indptr, col, val, i);
             REAL *logits = FN(forward)(net, h);
-            picked[i] = FN(softmax_ce)(logits, K, y[i], &predicted[i]);
+            picked[i] = FN(softmax_ce)(logits, K, net->p[net->L], y[i], &predicted[i]);
         }
     }
 }

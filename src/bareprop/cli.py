@@ -344,7 +344,8 @@ def run_train(config):
                                quiet=config.quiet, log_json=log)
         with display:
             history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng, optimizer=optimizer,
-                            X_test=X_test, y_test=y_test, on_epoch=display.on_epoch, on_batch=display.on_batch)
+                            X_test=X_test, y_test=y_test, on_epoch=display.on_epoch,
+                            on_batch=display.on_batch if display.live else None)  # no bar: no per-batch hook
     seconds = time.perf_counter() - start
     net.save(out / "model.npz")
     record = {"config": asdict(config), "classes": list(classes), "history": history.to_dict()}
