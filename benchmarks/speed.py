@@ -6,7 +6,10 @@
 
 Every implementation trains the post's network (784 -> 32 -> ReLU -> 10, softmax + cross-entropy,
 batches of 64, plain SGD with the gradient summed over the batch, lr 0.001) for 10 epochs on the
-same preloaded float32 MNIST, reshuffling every epoch. Each run is a fresh process and the
+same preloaded MNIST, reshuffling every epoch: float32 pixels in [0, 1] for the others, and for
+bareprop the uint8 pixels its CLI keeps (scaled by 1/255 inside its loop, so the conversion is timed).
+bareprop runs on its default path (the compiled kernel when built), and also with the kernel on one
+thread, on its NumPy fast path, and on its readable layers. Each run is a fresh process and the
 repetitions are interleaved (A B C A B C ...) so that a noisy machine slows them alike; the table
 gives the median [min-max] of the training loop alone and of the whole process (imports and data
 loading included), peak RSS, final accuracies, and each one's ratio to bareprop. The CLI's own
@@ -48,6 +51,20 @@ def run_bareprop(data, seed, epochs, hidden=HIDDEN, batch=BATCH, fast=True, test
 
 def run_bareprop_readable(data, seed, epochs):
     return run_bareprop(data, seed, epochs, fast=False)
+
+
+def run_bareprop_one_thread(data, seed, epochs):
+    from bareprop import _fast
+
+    _fast.kernel_threads = lambda: 1  # this child process only
+    return run_bareprop(data, seed, epochs)
+
+
+def run_bareprop_numpy(data, seed, epochs):
+    from bareprop import _fast
+
+    _fast._kernel = None  # as if the extension were not built: FastSGD
+    return run_bareprop(data, seed, epochs)
 
 
 def run_torch(data, seed, epochs, hidden=HIDDEN, batch=BATCH, test=True):
@@ -157,8 +174,9 @@ def run_jax(data, seed, epochs):
     return seconds, acc, test_acc
 
 
-IMPLS = {"bareprop": run_bareprop, "bareprop (readable)": run_bareprop_readable, "numpy (plain)": run_numpy,
-         "pytorch": run_torch, "jax (lax.scan)": run_jax}
+IMPLS = {"bareprop": run_bareprop, "bareprop (1 thread)": run_bareprop_one_thread,
+         "bareprop (NumPy path)": run_bareprop_numpy, "bareprop (readable)": run_bareprop_readable,
+         "numpy (plain)": run_numpy, "pytorch": run_torch, "jax (lax.scan)": run_jax}
 
 
 # --- the measurements -----------------------------------------------------------------------------
@@ -170,8 +188,12 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    from bareprop import _fast
+
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__, "bareprop": bp.__version__}
+            "numpy": np.__version__, "bareprop": bp.__version__,
+            "bareprop_kernel": None if _fast._kernel is None else {
+                "isa": _fast._kernel.ISA, "openmp": bool(_fast._kernel.OPENMP), "threads": _fast.kernel_threads()}}
     try:
         import threadpoolctl
 
@@ -193,8 +215,9 @@ def summary(values):
 
 def run_one(name, seed, epochs):
     """Child process: load the data, run one implementation, print its figures as JSON."""
-    X, y = bp.load_mnist("train")
-    Xt, yt = bp.load_mnist("test")
+    dtype = np.uint8 if name.startswith("bareprop") else np.float32  # see the module's docstring
+    X, y = bp.load_mnist("train", dtype=dtype)
+    Xt, yt = bp.load_mnist("test", dtype=dtype)
     seconds, train_acc, test_acc = IMPLS[name]((X, y, Xt, yt), seed, epochs)
     print(json.dumps({"seconds": seconds, "train_acc": float(train_acc), "test_acc": float(test_acc)}))
 
@@ -219,7 +242,7 @@ def time_loop(names, reps, epochs):
                 r[key].append(child[key])
             r["process"].append(wall)
             r["rss_mb"].append(usage.ru_maxrss / 1024)
-            print(f"  rep {rep}: {name:<20} loop {child['seconds']:6.2f} s  process {wall:6.2f} s  "
+            print(f"  rep {rep}: {name:<22} loop {child['seconds']:6.2f} s  process {wall:6.2f} s  "
                   f"train {child['train_acc']:.4f}  test {child['test_acc']:.4f}", flush=True)
     return results
 
@@ -253,23 +276,30 @@ def timeit(fn):
 
 
 def flops_per_sample(hidden):
-    # forward, weight gradients and input gradients (all but the first layer's), 2 flops a multiply-add
+    """The dense products' flops per example: forward, weight gradients and input gradients (all but
+    the first layer's), 2 flops a multiply-add. PyTorch and BLAS do all of them; bareprop's kernel skips
+    the zero inputs, so for it GFLOP/s computed from this is an effective rate, not a count."""
     return 2 * (785 * hidden + (hidden + 1) * 10) * 2 + 2 * hidden * 10
 
 
-def scaling(data, reps, samples=16384):
+def scaling(data, data_u8, reps, samples=16384):
+    from bareprop import _fast
+
     X, y, Xt, yt = data
     sub = (X[:samples], y[:samples], Xt, yt)
+    sub_u8 = (data_u8[0][:samples], data_u8[1][:samples], Xt, yt)
     rows = []
     for hidden in (32, 256, 1024):
         for batch in (64, 256, 1024):
-            row = {"hidden": hidden, "batch": batch}
-            for name, fn in (("bareprop", run_bareprop), ("torch", run_torch)):
-                secs = [fn(sub, rep, 1, hidden=hidden, batch=batch, test=False)[0] for rep in range(reps)]
+            net = bp.NeuralNet((784, hidden, 10), rng=np.random.default_rng(0))
+            path = type(_fast.fast_path(net, batch)).__name__  # KernelSGD or FastSGD
+            row = {"hidden": hidden, "batch": batch, "bareprop_path": path}
+            for name, fn, d in (("bareprop", run_bareprop, sub_u8), ("torch", run_torch, sub)):
+                secs = [fn(d, rep, 1, hidden=hidden, batch=batch, test=False)[0] for rep in range(reps)]
                 t = statistics.median(secs)
                 row[name] = {"samples_per_s": samples / t, "gflops": samples * flops_per_sample(hidden) / t / 1e9}
             rows.append(row)
-            print(f"  hidden {hidden:5d} batch {batch:5d}: bareprop {row['bareprop']['gflops']:6.1f} GFLOP/s, "
+            print(f"  hidden {hidden:5d} batch {batch:5d}: bareprop ({path}) {row['bareprop']['gflops']:6.1f} GFLOP/s, "
                   f"torch {row['torch']['gflops']:6.1f} GFLOP/s", flush=True)
     return rows
 
@@ -288,6 +318,11 @@ def main():
         return run_one(args.one, args.seed, args.epochs)
 
     names = [name for name in IMPLS if not (args.no_readable and name == "bareprop (readable)")]
+    from bareprop import _fast
+
+    if _fast._kernel is None:  # not built: the default path is the NumPy one already
+        print("bareprop._kernel is not built: bareprop (1 thread) and bareprop (NumPy path) skipped")
+        names = [name for name in names if name not in ("bareprop (1 thread)", "bareprop (NumPy path)")]
     for module, name in (("torch", "pytorch"), ("jax", "jax (lax.scan)")):
         try:
             __import__(module)
@@ -305,14 +340,14 @@ def main():
     base = statistics.median(loop["bareprop"]["seconds"])
     base_process = statistics.median(loop["bareprop"]["process"])
     print()
-    print(f"{'implementation':<21}{'loop median [min-max] s':>25}{'x':>7}{'process median [min-max] s':>29}{'x':>7}"
+    print(f"{'implementation':<23}{'loop median [min-max] s':>25}{'x':>7}{'process median [min-max] s':>29}{'x':>7}"
           f"{'peak RSS':>10}{'train':>8}{'test':>8}")
     for name, r in loop.items():
         s, p = summary(r["seconds"]), summary(r["process"])
         rows.append({"name": name, "loop_seconds": s, "process_seconds": p, "peak_rss_mb": max(r["rss_mb"]),
                      "train_acc": statistics.median(r["train_acc"]), "test_acc": statistics.median(r["test_acc"]),
                      "loop_ratio": s["median"] / base, "process_ratio": p["median"] / base_process})
-        print(f"{name:<21}{s['median']:>9.3f} [{s['min']:.3f}-{s['max']:.3f}]{s['median'] / base:>6.2f}x"
+        print(f"{name:<23}{s['median']:>9.3f} [{s['min']:.3f}-{s['max']:.3f}]{s['median'] / base:>6.2f}x"
               f"{p['median']:>13.2f} [{p['min']:.2f}-{p['max']:.2f}]{p['median'] / base_process:>6.2f}x"
               f"{max(r['rss_mb']):>7.0f} MB{rows[-1]['train_acc']:>8.4f}{rows[-1]['test_acc']:>8.4f}")
     ps = cli["seconds"]
@@ -323,15 +358,18 @@ def main():
     if not args.no_scaling:
         X, y = bp.load_mnist("train")
         Xt, yt = bp.load_mnist("test")
+        X_u8, y_u8 = bp.load_mnist("train", dtype=np.uint8)
         print("\nscaling, 1 epoch of 16384 samples, median of 3:")
-        scale = scaling((X, y, Xt, yt), 3)
-        print(f"\n{'hidden':>7}{'batch':>7}{'bareprop samples/s':>20}{'GFLOP/s':>9}{'torch samples/s':>17}"
+        scale = scaling((X, y, Xt, yt), (X_u8, y_u8), 3)
+        print(f"\n{'hidden':>7}{'batch':>7}{'bareprop path':>15}{'samples/s':>11}{'GFLOP/s':>9}{'torch samples/s':>17}"
               f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}")
         for row in scale:
             b, t = row["bareprop"], row["torch"]
-            print(f"{row['hidden']:>7}{row['batch']:>7}{b['samples_per_s']:>20.0f}{b['gflops']:>9.1f}"
-                  f"{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}{b['samples_per_s'] / t['samples_per_s']:>15.2f}x"
-                  f"{100 * b['gflops'] / peak:>10.0f}%")
+            print(f"{row['hidden']:>7}{row['batch']:>7}{row['bareprop_path']:>15}{b['samples_per_s']:>11.0f}"
+                  f"{b['gflops']:>9.1f}{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}"
+                  f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.0f}%")
+        print("(GFLOP/s: the dense products' flops over the time; the kernel skips zero inputs, so for it an "
+              "effective rate)")
     if args.json:
         result = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "epochs": args.epochs,
                   "reps": args.reps, "loop": rows, "cli_process": cli, "sgemm_peak_gflops": peak,

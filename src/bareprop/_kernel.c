@@ -16,7 +16,6 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stddef.h>
-#include <sys/mman.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -179,10 +178,7 @@ typedef struct {
     Net_f64 f64;
     Inputs_f32 in32[MAX_LAYERS];
     Inputs_f64 in64[MAX_LAYERS];
-    Column_f32 col32[MAX_LAYERS];
-    Column_f64 col64[MAX_LAYERS];
     void *Z[MAX_LAYERS];
-    int32_t *touched[MAX_LAYERS];
 } Layout;
 
 static size_t round64(size_t bytes)
@@ -230,19 +226,18 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         total += 2 * round64(B * ptr) + round64(B * sizeof(int32_t));           /* inputs: col, val, len */
         total += round64(B * I * sizeof(int32_t)) + round64(B * I * real);      /* inputs: the stores */
         total += round64(B * P * real) + round64((I + 1) * P * real);           /* Z, W */
-        total += round64(I * sizeof(int32_t)) + round64(B * I * sizeof(int32_t)) + round64(B * I * real);
-        total += round64(I * sizeof(int32_t));                                  /* touched */
     }
     int same = ws->block != NULL && ws->size == total && ws->L == L && ws->is_double == is_double && ws->B == B;
     for (Py_ssize_t l = 0; same && l <= L; l++) same = ws->n[l] == lay->n[l];
-    if (!same) { /* zeroed: the lists by input start empty, as every step leaves them */
+    if (!same) {
         free(ws->block);
-        ws->block = calloc(1, total);
-        if (ws->block == NULL) {
-            ws->size = 0;
+        void *block = NULL; /* aligned to a cache line, as every array in it: a row of W is whole lines */
+        if (posix_memalign(&block, 64, total) != 0) {
+            ws->block = NULL, ws->size = 0;
             PyErr_NoMemory();
             return -1;
         }
+        ws->block = block;
         ws->size = total, ws->L = (int)L, ws->is_double = is_double, ws->B = B;
         memcpy(ws->n, lay->n, (L + 1) * sizeof(Py_ssize_t));
     }
@@ -263,9 +258,6 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             TAKE(lay->Z[l], double, B * P);
             TAKE(lay->W[l], double, (I + 1) * P);
             memset(lay->W[l], 0, (I + 1) * P * sizeof(double)); /* the padding columns: zero */
-            TAKE(lay->col64[l].count, int32_t, I);
-            TAKE(lay->col64[l].example, int32_t, B * I);
-            TAKE(lay->col64[l].x, double, B * I);
         } else {
             Inputs_f32 *in = &lay->in32[l];
             TAKE(in->col, const int32_t *, (size_t)B);
@@ -277,11 +269,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             TAKE(lay->Z[l], float, B * P);
             TAKE(lay->W[l], float, (I + 1) * P);
             memset(lay->W[l], 0, (I + 1) * P * sizeof(float));
-            TAKE(lay->col32[l].count, int32_t, I);
-            TAKE(lay->col32[l].example, int32_t, B * I);
-            TAKE(lay->col32[l].x, float, B * I);
         }
-        TAKE(lay->touched[l], int32_t, I);
     }
 #undef TAKE
     Net_f32 *f = &lay->f32;
@@ -293,8 +281,6 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
     f->W = (float **)lay->W, d->W = (double **)lay->W;
     f->in = lay->in32, d->in = lay->in64;
     f->Z = (float **)lay->Z, d->Z = (double **)lay->Z;
-    f->by_input = lay->col32, d->by_input = lay->col64;
-    f->touched = d->touched = lay->touched;
     if (is_double)
         DISPATCH(copy_weights, _f64)(d, (double *const *)lay->outside, 0);
     else
@@ -309,32 +295,19 @@ typedef struct {
     PyObject_HEAD
     Py_ssize_t N, I, nnz;
     int is_double;
-    int64_t *indptr; /* (N+1,) */
-    int32_t *col;    /* (nnz+1,): compress_row writes one entry past a row's last */
-    void *val;       /* (nnz+1,) REAL */
+    int64_t *indptr;    /* (N+1,) */
+    int32_t *col;       /* (nnz+1,): compress_row writes one entry past a row's last */
+    void *val;          /* (nnz+1,) REAL */
+    int64_t *col_count; /* (I,): in how many of a sample of rows column j is nonzero: to share the columns
+                           among threads */
 } SparseRows;
-
-/* Memory for large arrays, asking Linux for huge pages (fewer TLB misses on random rows). */
-static void *big_alloc(size_t bytes)
-{
-    const size_t huge = (size_t)2 << 20;
-    if (bytes >= huge) {
-        void *p = NULL;
-        const size_t rounded = (bytes + huge - 1) / huge * huge;
-        if (posix_memalign(&p, huge, rounded) != 0) return NULL;
-#ifdef MADV_HUGEPAGE
-        madvise(p, rounded, MADV_HUGEPAGE);
-#endif
-        return p;
-    }
-    return malloc(bytes ? bytes : 1);
-}
 
 static void SparseRows_dealloc(SparseRows *self)
 {
     free(self->indptr);
     free(self->col);
     free(self->val);
+    free(self->col_count);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -364,7 +337,7 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
     SparseRows *self = (SparseRows *)type->tp_alloc(type, 0);
     if (self == NULL) goto no_memory;
     self->N = N, self->I = I, self->is_double = is_double;
-    self->indptr = big_alloc((N + 1) * sizeof(int64_t));
+    self->indptr = malloc((N + 1) * sizeof(int64_t));
     if (self->indptr == NULL) goto no_memory;
     self->indptr[0] = 0;
     Py_BEGIN_ALLOW_THREADS /* count each row's nonzeros, then add them up */
@@ -375,8 +348,8 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
     for (Py_ssize_t i = 0; i < N; i++) self->indptr[i + 1] += self->indptr[i];
     Py_END_ALLOW_THREADS
     self->nnz = self->indptr[N];
-    self->col = big_alloc((self->nnz + 1) * sizeof(int32_t));
-    self->val = big_alloc((self->nnz + 1) * real);
+    self->col = malloc((self->nnz + 1) * sizeof(int32_t));
+    self->val = malloc((self->nnz + 1) * real);
     if (self->col == NULL || self->val == NULL) goto no_memory;
     int filled;
     Py_BEGIN_ALLOW_THREADS
@@ -386,6 +359,11 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
         filled = DISPATCH(sparse_rows, _f32)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
     Py_END_ALLOW_THREADS
     if (filled < 0) goto no_memory;
+    self->col_count = calloc(I, sizeof(int64_t));
+    if (self->col_count == NULL) goto no_memory;
+    const Py_ssize_t every = N / 4096 + 1; /* an estimate is enough: about 4096 rows spread over the data */
+    for (Py_ssize_t i = 0; i < N; i += every)
+        for (int64_t t = self->indptr[i]; t < self->indptr[i + 1]; t++) self->col_count[self->col[t]]++;
     release(&borrowed);
     return (PyObject *)self;
 no_memory:
@@ -449,6 +427,21 @@ static int check_rows(const SparseRows *rows, int is_double, const int64_t *orde
     return 0;
 }
 
+/* split[0..threads]: the first layer's inputs shared among the threads in ranges of about equal
+ * numbers of nonzeros over the data (MNIST's are in the middle of the image, not spread evenly). */
+static void share_columns(const SparseRows *rows, int threads, int32_t *split)
+{
+    int64_t seen = 0, total = 0;
+    int h = 1;
+    for (Py_ssize_t j = 0; j < rows->I; j++) total += rows->col_count[j];
+    split[0] = 0;
+    for (Py_ssize_t j = 0; j < rows->I && h < threads; j++) {
+        seen += rows->col_count[j];
+        while (h < threads && seen * threads >= total * h) split[h++] = (int32_t)(j + 1);
+    }
+    while (h <= threads) split[h++] = (int32_t)rows->I;
+}
+
 PyDoc_STRVAR(sgd_steps_doc,
 "sgd_steps(Ws, sizes, is_double, rows, y, order, start, stop, batch_size, lr, picked, predicted, threads,\n"
 "          workspace)\n\n"
@@ -487,12 +480,16 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     int64_t *vq = vp ? borrow(&borrowed, predicted, 1, stop * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
     if (vq == NULL) goto done;
     if (check_rows(rows, is_double, vo, start, stop, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
+    int32_t split[MAX_THREADS + 1];
+    share_columns(rows, threads, split);
     Py_BEGIN_ALLOW_THREADS
     if (is_double) {
-        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq, threads);
+        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq, threads,
+                                  split);
         DISPATCH(copy_weights, _f64)(&lay.f64, (double *const *)lay.outside, 1);
     } else {
-        DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq, threads);
+        DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq,
+                                  threads, split);
         DISPATCH(copy_weights, _f32)(&lay.f32, (float *const *)lay.outside, 1);
     }
     Py_END_ALLOW_THREADS

@@ -161,7 +161,8 @@ static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b
 
 /* losses.log_softmax and SoftmaxCrossEntropy for example b, label t: turns the logits z (K,)
  * into dloss/dz = P - Y in place; returns log P[t] and writes the predicted class (the first
- * largest logit, as argmax picks it). */
+ * largest logit, as argmax picks it). P is exp(shifted) / sum rather than exp(log P): the same
+ * number to rounding, with half the exponentials. */
 static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64_t *predicted)
 {
     Py_ssize_t best = 0;
@@ -169,13 +170,13 @@ static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64
     for (Py_ssize_t k = 1; k < K; k++)
         if (z[k] > top || (z[k] != z[k] && top == top)) { top = z[k]; best = k; } /* a NaN wins, as in argmax */
     *predicted = best;
-    for (Py_ssize_t k = 0; k < K; k++) sum += EXP(z[k] - top); /* () sum of exp(shifted) */
-    const REAL log_sum = LOG(sum);
-    const REAL picked = z[t] - top - log_sum; /* () log P[t] */
-    for (Py_ssize_t k = 0; k < K; k++) z[k] = EXP(z[k] - top - log_sum); /* (K,) P */
+    const REAL shifted_t = z[t] - top; /* () the true class's shifted logit */
+    for (Py_ssize_t k = 0; k < K; k++) sum += z[k] = EXP(z[k] - top); /* (K,) exp(shifted), () their sum */
+    const REAL scale = 1 / sum;
+    for (Py_ssize_t k = 0; k < K; k++) z[k] *= scale; /* (K,) P = exp(shifted) / sum = exp(log P) */
     z[t] -= 1; /* (K,) P - Y */
     for (Py_ssize_t k = K; k < P; k++) z[k] = 0; /* the padding: no gradient, even if an input was inf */
-    return picked;
+    return shifted_t - LOG(sum); /* () log P[t] */
 }
 
 /* Linear.bp_input then ReLU.bp_input for example b: g_in[j] = (g @ W[:-1].T)[j] where the ReLU
@@ -199,71 +200,48 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
     }
 }
 
-/* The rows of W[0:nv*VEC] that the batch touched, each updated by W[j] -= lr * dW[j], where
- * dW[j] = sum over the examples b with x_bj != 0 of x_bj G[b] (G's columns 0..nv*VEC): one row of
- * dW = [X, 1].T @ G, summed in 2*nv registers. Always inlined with a constant nv. */
-static ALWAYS_INLINE void FN(update_block)(const TY(Column) *by_input, Py_ssize_t B, const int32_t *touched,
-                                           int32_t n_touched, const REAL *G, Py_ssize_t P, REAL *W, REAL lr,
-                                           const int nv)
+/* W[j, 0:nv*VEC] -= lr * x_bj * G[b] for example b's nonzero inputs j in j_lo..j_hi-1, its G row kept
+ * in nv registers. Always inlined with a constant nv. */
+static ALWAYS_INLINE void FN(update_example)(const int32_t *col, const REAL *val, int32_t t, int32_t len,
+                                             int32_t j_hi, const REAL *g, Py_ssize_t P, REAL *W, REAL lr,
+                                             const int nv)
 {
-    for (int32_t r = 0; r < n_touched; r++) {
-        const int32_t j = touched[r], count = by_input->count[j];
-        const int32_t *example = by_input->example + (Py_ssize_t)j * B; /* (count,) */
-        const REAL *x = by_input->x + (Py_ssize_t)j * B;                  /* (count,) */
-        TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each: dW[j] */
-        for (int v = 0; v < nv; v++) even[v] = odd[v] = (TY(vec)){0};
-        int32_t e = 0;
-        for (; e + 1 < count; e += 2) {
-            const REAL *g0 = G + (Py_ssize_t)example[e] * P, *g1 = G + (Py_ssize_t)example[e + 1] * P; /* (nv*VEC,) */
-            for (int v = 0; v < nv; v++) {
-                even[v] += x[e] * FN(load)(g0 + v * VEC); /* (VEC,) += () * (VEC,) */
-                odd[v] += x[e + 1] * FN(load)(g1 + v * VEC);
-            }
-        }
-        if (e < count)
-            for (int v = 0; v < nv; v++) even[v] += x[e] * FN(load)(G + (Py_ssize_t)example[e] * P + v * VEC);
-        REAL *w = W + (Py_ssize_t)j * P; /* (nv*VEC,) */
-        for (int v = 0; v < nv; v++) FN(store)(w + v * VEC, FN(load)(w + v * VEC) - lr * (even[v] + odd[v]));
+    TY(vec) gv[BLOCK / VEC]; /* (nv, VEC) */
+    for (int v = 0; v < nv; v++) gv[v] = FN(load)(g + v * VEC);
+    for (; t < len && col[t] < j_hi; t++) {
+        const REAL c = -lr * val[t]; /* () */
+        REAL *w = W + (Py_ssize_t)col[t] * P;
+        for (int v = 0; v < nv; v++) FN(store)(w + v * VEC, FN(load)(w + v * VEC) + c * gv[v]);
     }
 }
 
-/* Linear.bp_param for the batch, dW = [X, 1].T @ G summed over the batch, then the post's SGD
- * update W -= lr * dW, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's
- * share. dW's row j is nonzero only if some example's input j is: the batch's nonzero inputs are
- * first regrouped by input j, then each such row is summed in registers and applied at once.
- * Each list holds its examples in batch order whatever the threads, so the sums are the same. */
+/* Linear.bp_param and the post's SGD update, W -= lr * dW with dW = [X, 1].T @ G summed over the
+ * batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's share. dW's row j
+ * is the sum over the examples of x_bj G[b]; each nonzero term is subtracted from W as it comes
+ * (the same sum, in another order), so a zero input costs nothing. */
 static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi,
                                     int bias)
 {
-    const Py_ssize_t I = net->n[l], P = net->p[l + 1], B = net->B;
+    const Py_ssize_t I = net->n[l], P = net->p[l + 1];
     const TY(Inputs) *in = &net->in[l];
-    TY(Column) *by_input = &net->by_input[l];
     REAL *W = net->W[l], *G = net->Z[l];
-    int32_t *count = by_input->count, *touched = net->touched[l] + j_lo, n_touched = 0; /* touched: (j_hi-j_lo,) */
-    for (Py_ssize_t b = 0; b < b_count; b++) { /* regroup: example b's x_bj joins input j's list */
+    for (Py_ssize_t b = 0; b < b_count; b++) {
         const int32_t *col = in->col[b], len = in->len[b];
-        const REAL *val = in->val[b];
         int32_t t = 0, hi = len;
         while (t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
             const int32_t mid = t + (hi - t) / 2;
             if (col[mid] < j_lo) t = mid + 1; else hi = mid;
         }
-        for (; t < len && col[t] < j_hi; t++) {
-            const int32_t j = col[t], e = count[j]++;
-            if (e == 0) touched[n_touched++] = j;
-            by_input->example[(Py_ssize_t)j * B + e] = (int32_t)b;
-            by_input->x[(Py_ssize_t)j * B + e] = val[t];
+        for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
+            const REAL *g = G + b * P + k0;
+            switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) {
+            case 4: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 4); break;
+            case 3: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 3); break;
+            case 2: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 2); break;
+            default: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 1); break;
+            }
         }
     }
-    for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
-        switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) {
-        case 4: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 4); break;
-        case 3: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 3); break;
-        case 2: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 2); break;
-        default: FN(update_block)(by_input, B, touched, n_touched, G + k0, P, W + k0, lr, 1); break;
-        }
-    }
-    for (int32_t r = 0; r < n_touched; r++) count[touched[r]] = 0; /* empty lists for the next step */
     if (!bias) return;
     REAL *w = W + I * P; /* (P,): the bias row; its input is the ones column */
     for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) {
@@ -308,11 +286,12 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b)
 
 /* SGD steps on the batches order[start:stop] (batch size B, the last may be smaller): per example,
  * log P(true class) into picked and the predicted class into predicted, at its place in order.
- * `threads` threads share each step: the examples of the forward and of bp_input, the rows of W
- * in the update; they wait for each other where one's results are another's inputs. */
+ * `threads` threads share each step: the examples of the forward and of bp_input (which for one
+ * example needs only that example's numbers and the weights before the update), then the rows of
+ * each W in the update (the first layer's as `split` says); they wait for each other twice a step. */
 static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
                           const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
-                          int64_t *predicted, int threads)
+                          int64_t *predicted, int threads, const int32_t *split)
 {
     const int L = net->L;
     const Py_ssize_t K = net->n[L], B = net->B;
@@ -328,21 +307,23 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
                 const Py_ssize_t next = stop - s - B < B ? stop - s - B : B;
                 FN(prefetch_rows)(indptr, col, val, order + s + B + next * h / T, next * (h + 1) / T - next * h / T);
             }
-            for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* forward and loss, example by example */
+            for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: forward, loss, bp_input */
                 const int64_t row = order[s + b];
                 FN(first_inputs)(&net->in[0], b, indptr, col, val, row);
                 REAL *logits = FN(forward)(net, b);
                 picked[s + b] = FN(softmax_ce)(logits, K, net->p[L], y[row], &predicted[s + b]);
-            }
-            BARRIER();
-            for (int l = L - 1; l >= 0; l--) { /* backward, top layer first: dloss/dZ of the layer below, then W */
-                const Py_ssize_t P = net->p[l + 1], P_in = net->p[l], I = net->n[l];
-                if (l > 0) {
-                    for (Py_ssize_t b = b_lo; b < b_hi; b++)
-                        FN(bp_input)(&net->in[l], b, P, net->W[l], net->Z[l] + b * P, net->Z[l - 1] + b * P_in, P_in);
-                    BARRIER(); /* all of dloss/dZ below is there, and W[l] is no longer read */
+                for (int l = L - 1; l > 0; l--) { /* dloss/dZ of each layer below: needs only this example */
+                    const Py_ssize_t P = net->p[l + 1], P_in = net->p[l];
+                    FN(bp_input)(&net->in[l], b, P, net->W[l], net->Z[l] + b * P, net->Z[l - 1] + b * P_in, P_in);
                 }
-                FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I * h / T), (int32_t)(I * (h + 1) / T), h == 0);
+            }
+            BARRIER(); /* every example's dloss/dZ is there, and no W is read any more in this step */
+            for (int l = L - 1; l >= 0; l--) { /* bp_param and the update, each thread its rows of each W */
+                const Py_ssize_t I = net->n[l];
+                const int shared = l == 0 && T == threads; /* the first layer's inputs: split by nonzeros */
+                const int32_t j_lo = shared ? split[h] : (int32_t)(I * h / T);
+                const int32_t j_hi = shared ? split[h + 1] : (int32_t)(I * (h + 1) / T);
+                FN(bp_param_and_update)(net, l, b_count, lr, j_lo, j_hi, h == 0);
             }
             BARRIER(); /* the weights are updated: the next step may read them */
         }

@@ -1,14 +1,6 @@
 /* The types of _kernel.c, included once per float type: REAL is float or double, TY(name) adds
  * the type's suffix. Glossary as in _kernel_body.h. */
 
-/* The batch's nonzero inputs of one layer grouped by input: input j's are count[j] examples, from
- * example[j*B] on, and their values x_bj, from x[j*B] on. */
-typedef struct {
-    int32_t *count;   /* (I,), all zero between steps */
-    int32_t *example; /* (I*B,) */
-    REAL *x;          /* (I*B,) */
-} TY(Column);
-
 /* Each example's nonzero inputs of one layer: the columns j and values x_j of its x_j != 0. The
  * first layer's point into the data's sparse rows (see sparse_rows); a hidden layer's into `store`. */
 typedef struct {
@@ -27,8 +19,6 @@ typedef struct {
     Py_ssize_t B;        /* largest batch */
     TY(Inputs) *in;      /* (L,): each layer's inputs for the batch */
     REAL **Z;            /* (L,): (B, p[l+1]) each layer's output, then its gradient dloss/dZ */
-    TY(Column) *by_input; /* (L,): each layer's inputs for the batch, grouped by input */
-    int32_t **touched;   /* (L,): (n[l],) the inputs that are nonzero in some example of the batch */
 } TY(Net);
 
 /* VEC values side by side: one vector register (or two) for GCC's and Clang's vector extensions.
