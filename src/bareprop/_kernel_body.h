@@ -260,10 +260,16 @@ static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const int64_t *indptr
     in->len[b] = (int32_t)(indptr[row + 1] - indptr[row]);
 }
 
-/* Start loading the sparse rows order[0:count] into the cache (a hint: it changes no result). */
-static void FN(prefetch_rows)(const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *order,
-                              Py_ssize_t count)
+/* Start loading into the cache (hints: they change no result) the sparse rows order[0:count], whose
+ * indptr entries were asked for a step earlier, and the indptr entries and labels of the rows
+ * order[ahead:ahead+count_ahead], wanted a step later. */
+static void FN(prefetch_rows)(const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
+                              const int64_t *order, Py_ssize_t count, Py_ssize_t ahead, Py_ssize_t count_ahead)
 {
+    for (Py_ssize_t i = ahead; i < ahead + count_ahead; i++) {
+        PREFETCH(indptr + order[i]);
+        PREFETCH(y + order[i]);
+    }
     for (Py_ssize_t i = 0; i < count; i++) {
         const int64_t a = indptr[order[i]], b = indptr[order[i] + 1];
         for (int64_t t = a; t < b; t += 64 / sizeof(int32_t)) PREFETCH(col + t);
@@ -303,9 +309,11 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
         const int h = THREAD_ID(), T = THREAD_COUNT();
         for (Py_ssize_t s = start; s < stop; s += B) {
             const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
-            if (s + B < stop) { /* ask for this thread's share of the next batch now: it arrives while this one trains */
-                const Py_ssize_t next = stop - s - B < B ? stop - s - B : B;
-                FN(prefetch_rows)(indptr, col, val, order + s + B + next * h / T, next * (h + 1) / T - next * h / T);
+            { /* ask for this thread's share of the next batch's rows, and of the one after's indptr entries */
+                const Py_ssize_t next = stop - s - B < 0 ? 0 : (stop - s - B < B ? stop - s - B : B);
+                const Py_ssize_t after = stop - s - 2 * B < 0 ? 0 : (stop - s - 2 * B < B ? stop - s - 2 * B : B);
+                FN(prefetch_rows)(indptr, col, val, y, order + s + B + next * h / T, next * (h + 1) / T - next * h / T,
+                                  B - next * h / T + after * h / T, after * (h + 1) / T - after * h / T);
             }
             for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: forward, loss, bp_input */
                 const int64_t row = order[s + b];
