@@ -209,6 +209,20 @@ def machine():
     return info
 
 
+def peak_rss_mb():
+    """This process's own peak resident memory (VmHWM). Not getrusage's ru_maxrss, which on Linux
+    starts a child at its parent's size when it forks: every child would seem as large as this script."""
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024
+
+
+# Runs the CLI as `python -m bareprop` would, then reports its own peak RSS on stderr.
+CLI_WITH_RSS = ("import atexit, runpy, sys\n"
+                "atexit.register(lambda: print('VmHWM_MB', __import__('speed').peak_rss_mb(), file=sys.stderr))\n"
+                "sys.argv = ['bareprop', *sys.argv[1:]]\n"
+                "runpy.run_module('bareprop', run_name='__main__')\n")
+
+
 def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
@@ -219,7 +233,8 @@ def run_one(name, seed, epochs):
     X, y = bp.load_mnist("train", dtype=dtype)
     Xt, yt = bp.load_mnist("test", dtype=dtype)
     seconds, train_acc, test_acc = IMPLS[name]((X, y, Xt, yt), seed, epochs)
-    print(json.dumps({"seconds": seconds, "train_acc": float(train_acc), "test_acc": float(test_acc)}))
+    print(json.dumps({"seconds": seconds, "train_acc": float(train_acc), "test_acc": float(test_acc),
+                      "rss_mb": peak_rss_mb()}))
 
 
 def time_loop(names, reps, epochs):
@@ -232,7 +247,7 @@ def time_loop(names, reps, epochs):
             proc = subprocess.Popen([sys.executable, __file__, "--one", name, "--seed", str(rep),
                                      "--epochs", str(epochs)], stdout=subprocess.PIPE, text=True)
             out = proc.stdout.read()
-            _, status, usage = os.wait4(proc.pid, 0)
+            status = proc.wait()
             wall = time.perf_counter() - start
             if status != 0:
                 raise SystemExit(f"{name} failed with status {status}")
@@ -241,7 +256,7 @@ def time_loop(names, reps, epochs):
             for key in ("seconds", "train_acc", "test_acc"):
                 r[key].append(child[key])
             r["process"].append(wall)
-            r["rss_mb"].append(usage.ru_maxrss / 1024)
+            r["rss_mb"].append(child["rss_mb"])
             print(f"  rep {rep}: {name:<22} loop {child['seconds']:6.2f} s  process {wall:6.2f} s  "
                   f"train {child['train_acc']:.4f}  test {child['test_acc']:.4f}", flush=True)
     return results
@@ -253,13 +268,13 @@ def time_process(reps, epochs):
     with tempfile.TemporaryDirectory() as out:
         for _ in range(reps):
             start = time.perf_counter()
-            proc = subprocess.Popen([sys.executable, "-m", "bareprop", "train", "--no-plot", "--epochs", str(epochs),
-                                     "--output", out], stdout=subprocess.DEVNULL)
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc = subprocess.run([sys.executable, "-c", CLI_WITH_RSS, "train", "--no-plot", "--epochs", str(epochs),
+                                   "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))})
             walls.append(time.perf_counter() - start)
-            rss.append(usage.ru_maxrss / 1024)
-            if status != 0:
-                raise SystemExit(f"bareprop train failed with status {status}")
+            if proc.returncode != 0:
+                raise SystemExit(f"bareprop train failed with status {proc.returncode}: {proc.stderr[-2000:]}")
+            rss.append(float(proc.stderr.split("VmHWM_MB")[-1].split()[0]))
     return {"seconds": summary(walls), "peak_rss_mb": max(rss)}
 
 

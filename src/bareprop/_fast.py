@@ -303,8 +303,7 @@ class KernelSGD:
         if key not in self._data:
             pixels = X.dtype == np.uint8
             Xc = np.ascontiguousarray(X if pixels else X.astype(self.dtype, copy=False))  # (N, I)
-            threads = 1 if pixels else self.threads  # measured: for 1-byte pixels a second thread is slower
-            rows = _kernel.SparseRows(Xc, pixels, Xc.shape[0], Xc.shape[1], self.dtype == np.float64, threads)
+            rows = _kernel.SparseRows(Xc, pixels, Xc.shape[0], Xc.shape[1], self.dtype == np.float64, self.threads)
             self._data[key] = (X, y, rows, np.ascontiguousarray(y, dtype=np.int64))  # X, y kept: ids stay theirs
         return self._data[key][2:]
 

@@ -16,6 +16,9 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stddef.h>
+#if defined(__linux__)
+#include <sys/mman.h>
+#endif
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -302,11 +305,35 @@ typedef struct {
                            among threads */
 } SparseRows;
 
+/* Memory for the large arrays of SparseRows: on Linux mapped with its pages made at once
+ * (MAP_POPULATE), faster than a page fault per 4 KB when the rows are first written. */
+static void *big_alloc(size_t bytes)
+{
+#if defined(MAP_POPULATE)
+    void *p = mmap(NULL, bytes ? bytes : 1, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+#else
+    return malloc(bytes);
+#endif
+}
+
+static void big_free(void *p, size_t bytes)
+{
+    if (p == NULL) return;
+#if defined(MAP_POPULATE)
+    munmap(p, bytes ? bytes : 1);
+#else
+    (void)bytes;
+    free(p);
+#endif
+}
+
 static void SparseRows_dealloc(SparseRows *self)
 {
+    const size_t real = self->is_double ? sizeof(double) : sizeof(float);
     free(self->indptr);
-    free(self->col);
-    free(self->val);
+    big_free(self->col, (self->nnz + 1) * sizeof(int32_t));
+    big_free(self->val, (self->nnz + 1) * real);
     free(self->col_count);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -348,8 +375,8 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
     for (Py_ssize_t i = 0; i < N; i++) self->indptr[i + 1] += self->indptr[i];
     Py_END_ALLOW_THREADS
     self->nnz = self->indptr[N];
-    self->col = malloc((self->nnz + 1) * sizeof(int32_t));
-    self->val = malloc((self->nnz + 1) * real);
+    self->col = big_alloc((self->nnz + 1) * sizeof(int32_t));
+    self->val = big_alloc((self->nnz + 1) * real);
     if (self->col == NULL || self->val == NULL) goto no_memory;
     int filled;
     Py_BEGIN_ALLOW_THREADS
