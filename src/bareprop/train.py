@@ -57,11 +57,13 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     After each batch, on_batch(history, batch, n_batches, running), if given, is called
     with the history of the epochs before and a function giving the epoch's running
     (loss, accuracy): a progress bar's hook, which asks for the figures only when it draws.
+    (On the compiled path it is called after every 16 batches and after the epoch's last.)
 
     The loop below is the reference. When fast=True and the net is one the private fast
-    path knows (the post's Linear/ReLU nets with plain SGD at a constant lr), each epoch
-    runs there instead: the same arithmetic, bit for bit, without the per-step allocations
-    (see _fast.py).
+    paths know (the post's Linear/ReLU nets with plain SGD at a constant lr), each epoch
+    runs on one of them instead (see _fast.fast_path and docs/speed.md): the compiled
+    kernel, the same steps in C skipping zero inputs, equal to this loop to rounding; or,
+    where the kernel is not built or is slower, the NumPy fast path, equal to it bit for bit.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
