@@ -26,6 +26,7 @@
 
 #define MAX_LAYERS 64
 #define MAX_THREADS 64
+#define AHEAD 4 /* examples: how far ahead a thread asks for the rows it will train on */
 
 #ifdef _OPENMP
 #include <omp.h>

@@ -260,18 +260,35 @@ static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const int64_t *indptr
     in->len[b] = (int32_t)(indptr[row + 1] - indptr[row]);
 }
 
-/* Start loading into the cache (hints: they change no result) the sparse rows order[0:count], whose
- * indptr entries were asked for a step earlier, and the indptr entries and labels of the rows
- * order[ahead:ahead+count_ahead], wanted a step later. */
-static void FN(prefetch_rows)(const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
-                              const int64_t *order, Py_ssize_t count, Py_ssize_t ahead, Py_ssize_t count_ahead)
+/* The place in `order` of the example thread h of T trains `d` examples after the one at s + b (batches
+ * of B from s on, up to stop; in each, thread h takes the examples count*h/T to count*(h+1)/T - 1),
+ * or -1 if there is none before stop. */
+static Py_ssize_t FN(place_ahead)(Py_ssize_t s, Py_ssize_t b, Py_ssize_t d, Py_ssize_t stop, Py_ssize_t B, int h,
+                                  int T)
 {
-    for (Py_ssize_t i = ahead; i < ahead + count_ahead; i++) {
-        PREFETCH(indptr + order[i]);
-        PREFETCH(y + order[i]);
+    Py_ssize_t count = stop - s < B ? stop - s : B, k = b + d;
+    while (k >= count * (h + 1) / T) { /* past this thread's share of the batch at s: into the next batch */
+        k -= count * (h + 1) / T;
+        s += B;
+        if (s >= stop) return -1;
+        count = stop - s < B ? stop - s : B;
+        k += count * h / T;
     }
-    for (Py_ssize_t i = 0; i < count; i++) {
-        const int64_t a = indptr[order[i]], b = indptr[order[i] + 1];
+    return s + k;
+}
+
+/* Start loading into the cache (hints: they change no result) what the example at place `near` of
+ * `order` will need, its sparse row (whose indptr entries were asked for earlier), and the indptr
+ * entries and label of the example at place `far` (-1: none). */
+static void FN(prefetch_ahead)(const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
+                               const int64_t *order, Py_ssize_t near, Py_ssize_t far)
+{
+    if (far >= 0) {
+        PREFETCH(indptr + order[far]);
+        PREFETCH(y + order[far]);
+    }
+    if (near >= 0) {
+        const int64_t a = indptr[order[near]], b = indptr[order[near] + 1];
         for (int64_t t = a; t < b; t += 64 / sizeof(int32_t)) PREFETCH(col + t);
         for (int64_t t = a; t < b; t += 64 / sizeof(REAL)) PREFETCH(val + t);
     }
@@ -309,13 +326,9 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
         const int h = THREAD_ID(), T = THREAD_COUNT();
         for (Py_ssize_t s = start; s < stop; s += B) {
             const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
-            { /* ask for this thread's share of the next batch's rows, and of the one after's indptr entries */
-                const Py_ssize_t next = stop - s - B < 0 ? 0 : (stop - s - B < B ? stop - s - B : B);
-                const Py_ssize_t after = stop - s - 2 * B < 0 ? 0 : (stop - s - 2 * B < B ? stop - s - 2 * B : B);
-                FN(prefetch_rows)(indptr, col, val, y, order + s + B + next * h / T, next * (h + 1) / T - next * h / T,
-                                  B - next * h / T + after * h / T, after * (h + 1) / T - after * h / T);
-            }
             for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: forward, loss, bp_input */
+                FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, h, T),
+                                   FN(place_ahead)(s, b, 2 * AHEAD, stop, B, h, T));
                 const int64_t row = order[s + b];
                 FN(first_inputs)(&net->in[0], b, indptr, col, val, row);
                 REAL *logits = FN(forward)(net, b);
