@@ -21,6 +21,7 @@ Not collected by pytest: speed is measured here, never asserted in a unit test.
 """
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -297,6 +298,22 @@ def flops_per_sample(hidden):
     return 2 * (785 * hidden + (hidden + 1) * 10) * 2 + 2 * hidden * 10
 
 
+@contextlib.contextmanager
+def other_path(chosen):
+    """Make train() take the fast path it would not: the NumPy one instead of the kernel, or the other way."""
+    from bareprop import _fast
+
+    saved = _fast.fast_path
+    if chosen == "KernelSGD":
+        _fast.fast_path = lambda net, batch_size, optimizer=None: _fast.FastSGD(net, batch_size, optimizer)
+    else:
+        _fast.fast_path = lambda net, batch_size, optimizer=None: _fast.KernelSGD(net, batch_size, optimizer)
+    try:
+        yield
+    finally:
+        _fast.fast_path = saved
+
+
 def scaling(data, data_u8, reps, samples=16384):
     from bareprop import _fast
 
@@ -309,16 +326,20 @@ def scaling(data, data_u8, reps, samples=16384):
             net = bp.NeuralNet((784, hidden, 10), rng=np.random.default_rng(0))
             path = type(_fast.fast_path(net, batch)).__name__  # KernelSGD or FastSGD
             row = {"hidden": hidden, "batch": batch, "bareprop_path": path}
-            secs = {"bareprop": [], "torch": []}
-            for rep in range(reps):  # interleaved, as the main table: a slow minute slows both
+            secs = {"bareprop": [], "torch": [], "bareprop_other_path": []}
+            for rep in range(reps):  # interleaved, as the main table: a slow minute slows all
                 secs["bareprop"].append(run_bareprop(sub_u8, rep, 1, hidden=hidden, batch=batch, test=False)[0])
                 secs["torch"].append(run_torch(sub, rep, 1, hidden=hidden, batch=batch, test=False)[0])
+                with other_path(path):  # the fast path train() did not choose: the evidence for its choice
+                    secs["bareprop_other_path"].append(
+                        run_bareprop(sub_u8, rep, 1, hidden=hidden, batch=batch, test=False)[0])
             for name, values in secs.items():
                 t = statistics.median(values)
                 row[name] = {"samples_per_s": samples / t, "gflops": samples * flops_per_sample(hidden) / t / 1e9}
             rows.append(row)
             print(f"  hidden {hidden:5d} batch {batch:5d}: bareprop ({path}) {row['bareprop']['gflops']:6.1f} GFLOP/s, "
-                  f"torch {row['torch']['gflops']:6.1f} GFLOP/s", flush=True)
+                  f"torch {row['torch']['gflops']:6.1f} GFLOP/s, the other path "
+                  f"{row['bareprop_other_path']['gflops']:6.1f} GFLOP/s", flush=True)
     return rows
 
 
@@ -382,12 +403,13 @@ def main():
         peak = max(peak, sgemm_peak())
         print(f"sgemm peak, the higher of before and after the scaling table: {peak:.0f} GFLOP/s")
         print(f"\n{'hidden':>7}{'batch':>7}{'bareprop path':>15}{'samples/s':>11}{'GFLOP/s':>9}{'torch samples/s':>17}"
-              f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}")
+              f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}{'other path/chosen':>19}")
         for row in scale:
-            b, t = row["bareprop"], row["torch"]
+            b, t, o = row["bareprop"], row["torch"], row["bareprop_other_path"]
             print(f"{row['hidden']:>7}{row['batch']:>7}{row['bareprop_path']:>15}{b['samples_per_s']:>11.0f}"
                   f"{b['gflops']:>9.1f}{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}"
-                  f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.0f}%")
+                  f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.0f}%"
+                  f"{o['samples_per_s'] / b['samples_per_s']:>18.2f}x")
         print("(GFLOP/s: the dense products' flops over the time; the kernel skips zero inputs, so for it an "
               "effective rate)")
     if args.json:
