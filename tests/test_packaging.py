@@ -16,7 +16,7 @@ def test_a_wheel_builds_without_a_c_compiler_and_leaves_the_kernel_out(tmp_path)
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / name, source / name)
     env = {"PATH": "/usr/bin:/bin", "CC": "false", "LDSHARED": "false", "HOME": str(tmp_path)}
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-w",
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-build-isolation", "--no-deps", "-w",
                             str(tmp_path / "dist"), str(source)], capture_output=True, text=True, env=env)
     assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
     output = build.stdout + build.stderr
