@@ -197,6 +197,14 @@ def test_a_reused_workspace_gives_the_same_numbers_as_a_fresh_one(mnist_subset):
             np.testing.assert_array_equal(x, z)
 
 
+@pytest.mark.parametrize("fast", [False, True])
+def test_no_training_examples_is_a_clear_error(fast):
+    net = NeuralNet((4, 3, 2), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=r"train: no training examples \(X has shape \(0, 4\)\)"):
+        train(net, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), epochs=1, rng=np.random.default_rng(0),
+              fast=fast)
+
+
 def test_kernel_sgd_needs_whole_batches(mnist_subset):
     X, y = mnist_subset
     net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))

@@ -275,6 +275,7 @@ class KernelSGD:
     """
 
     CHUNK = 16  # batches per kernel call when a per-batch hook (a progress bar) must be called
+    MAX_CHUNK = 256  # and at most this many otherwise: Ctrl-C waits for the call running to return
 
     @staticmethod
     def takes(net, batch_size):
@@ -323,7 +324,7 @@ class KernelSGD:
         picked = np.empty(len(order), self.dtype)  # (N,) log P(true class), in batch order
         predicted = np.empty(len(order), np.int64)  # (N,)
         labels = y64[order]  # (N,) in batch order
-        chunk = len(epoch_batches) if on_step is None else self.CHUNK
+        chunk = self.MAX_CHUNK if on_step is None else self.CHUNK
         for first in range(0, len(epoch_batches), chunk):
             last = min(first + chunk, len(epoch_batches))  # batches first..last-1 in this call
             start, stop = first * self.batch_size, min(last * self.batch_size, len(order))

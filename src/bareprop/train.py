@@ -69,6 +69,8 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
     X, y = np.asarray(X), np.asarray(y)
     net.check_inputs(X, y)
+    if len(X) == 0:
+        raise ValueError(f"train: no training examples (X has shape {X.shape})")
     if X_test is not None:
         X_test, y_test = np.asarray(X_test), np.asarray(y_test)
         net.check_inputs(X_test, y_test)
