@@ -112,6 +112,25 @@ def test_threads_and_chunks_do_not_change_a_bit(mnist_subset, dtype):
     assert n_batches == 47
 
 
+def test_the_thread_chooser_runs_the_faster_count_and_keeps_trying_the_other():
+    chooser = _fast.ThreadChooser(2)
+    seconds_per_batch = {2: 1.0, 1: 3.0}  # two threads three times as fast
+    picks = []
+    for _ in range(40):
+        threads = chooser.pick()
+        picks.append(threads)
+        chooser.record(threads, 10 * seconds_per_batch[threads], 10)
+    assert picks[:3] == [2, 2, 1]  # warm-up, then one try of each
+    assert picks.count(1) == 1 + 2 and picks[16] == picks[32] == 1  # a try of the other every 16th call
+    seconds_per_batch = {2: 5.0, 1: 3.0}  # now the other core is busy: one thread is faster
+    for _ in range(40):
+        threads = chooser.pick()
+        picks.append(threads)
+        chooser.record(threads, 10 * seconds_per_batch[threads], 10)
+    assert picks[-20:].count(1) >= 18  # it noticed at its next try and switched
+    assert _fast.ThreadChooser(1).pick() == 1
+
+
 def test_uint8_pixels_and_their_floats_give_the_same_bits(mnist_subset):
     X, y = mnist_subset
     _, W_u8 = fit(X, y, (784, 8, 10), kernel=True, epochs=1)

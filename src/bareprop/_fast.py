@@ -26,6 +26,7 @@ Glossary as in layers.py: B batch, I in, O out, K classes, N examples.
 
 import contextlib
 import os
+import time
 
 import numpy as np
 
@@ -237,14 +238,51 @@ def _batch_means(values, sizes):
 # --- the compiled path ------------------------------------------------------------------------
 
 def kernel_threads():
-    """Threads for the compiled kernel: two where this process may use two cores or more. A step at
-    the post's sizes is tens of microseconds of work; more threads would wait on each other more
-    than they save (benchmarks/speed.py measures one against two)."""
+    """The most threads for the compiled kernel: two where this process may use two cores or more. A
+    step at the post's sizes is tens of microseconds of work; more threads would wait on each other
+    more than they save (benchmarks/speed.py measures one against two). ThreadChooser picks one or
+    this many, call by call."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
     return max(1, min(2, cores))
+
+
+class ThreadChooser:
+    """Which thread count each kernel call gets: `most` or one, whichever trained faster lately.
+
+    Two threads go in lock step, waiting for each other twice a step: when the other core is busy
+    (another process, a virtual machine's neighbours) they can be slower than one. The kernel gives
+    the same numbers on any number of threads, so the choice changes only the speed. The first call
+    warms up and is not counted; the next two try `most` and one; then the faster per batch (a moving
+    average) runs, and every PROBE_EVERY-th call tries the other again."""
+
+    PROBE_EVERY = 16
+
+    def __init__(self, most):
+        self.most, self.calls, self.per_batch = most, 0, {}
+
+    def pick(self):
+        if self.most == 1:
+            return 1
+        n, self.calls = self.calls, self.calls + 1
+        if n <= 1:
+            return self.most
+        if n == 2:
+            return 1
+        best = min(self.per_batch, key=self.per_batch.get)
+        if n % self.PROBE_EVERY == 0:
+            return 1 if best == self.most else self.most
+        return best
+
+    def record(self, threads, seconds, batches):
+        """A call with `threads` threads ran `batches` batches in `seconds`."""
+        if self.calls <= 1:  # the warm-up call
+            return
+        rate = seconds / max(batches, 1)  # seconds per batch
+        old = self.per_batch.get(threads)
+        self.per_batch[threads] = rate if old is None else (old + rate) / 2
 
 
 # Where the kernel beats the NumPy path (measured with benchmarks/speed.py's scaling table, which times
@@ -294,7 +332,8 @@ class KernelSGD:
         self.net = net
         self.lr = net.lr if optimizer is None else optimizer.lr  # the step size of every update
         self.batch_size = batch_size
-        self.threads = kernel_threads() if threads is None else threads
+        self.threads = kernel_threads() if threads is None else threads  # at most; see ThreadChooser
+        self.chooser = ThreadChooser(self.threads)
         self.Ws = tuple(net.params())  # the net's own arrays: updated in place
         self.dtype = self.Ws[0].dtype
         self.sizes = (self.Ws[0].shape[0] - 1, *(W.shape[1] for W in self.Ws))  # (I, O_1, ..., K)
@@ -328,8 +367,11 @@ class KernelSGD:
         for first in range(0, len(epoch_batches), chunk):
             last = min(first + chunk, len(epoch_batches))  # batches first..last-1 in this call
             start, stop = first * self.batch_size, min(last * self.batch_size, len(order))
+            threads = self.chooser.pick()
+            began = time.perf_counter()
             _kernel.sgd_steps(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, order, start, stop,
-                              self.batch_size, self.lr, picked, predicted, self.threads, self.workspace)
+                              self.batch_size, self.lr, picked, predicted, threads, self.workspace)
+            self.chooser.record(threads, time.perf_counter() - began, last - first)
             if on_step is not None:
                 on_step(last - 1, lambda e=stop: (-float(picked[:e].mean()), float((predicted[:e] == labels[:e]).mean())))
         return _epoch_figures(picked, predicted, labels, sizes)
