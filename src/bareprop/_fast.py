@@ -286,11 +286,11 @@ class ThreadChooser:
 
 
 # Where the kernel beats the NumPy path (measured with benchmarks/speed.py's scaling table, which times
-# both; docs/speed.md): batches of at most KERNEL_MAX_BATCH examples, layers at most KERNEL_MAX_WIDTH
-# wide. The kernel skips zero inputs, BLAS does not; but BLAS reads each weight once per batch, the
-# kernel once per example, and with big batches or wide layers that wins.
+# both; docs/speed.md): batches of at most KERNEL_MAX_BATCH, and at most KERNEL_MAX_BATCH_X_WIDTH for the
+# batch size times the widest layer. The kernel skips zero inputs, BLAS does not; but BLAS reads each
+# weight once per batch, the kernel once per example, and with big batches or wide layers that wins.
 KERNEL_MAX_BATCH = 256
-KERNEL_MAX_WIDTH = 256
+KERNEL_MAX_BATCH_X_WIDTH = 1 << 16
 
 
 def fast_path(net, batch_size, optimizer=None):
@@ -319,14 +319,14 @@ class KernelSGD:
     def takes(net, batch_size):
         """True if the kernel is built, can train `net` (which `supports` accepts: float32 or float64
         weights, contiguous and writable) and is the faster path for it (KERNEL_MAX_BATCH and
-        KERNEL_MAX_WIDTH)."""
+        KERNEL_MAX_BATCH_X_WIDTH)."""
         if _kernel is None:
             return False
         Ws = net.params()
         return (Ws[0].dtype in (np.float32, np.float64)
                 and all(W.flags.c_contiguous and W.flags.writeable for W in Ws)
                 and batch_size <= KERNEL_MAX_BATCH
-                and max(W.shape[1] for W in Ws) <= KERNEL_MAX_WIDTH)
+                and batch_size * max(W.shape[1] for W in Ws) <= KERNEL_MAX_BATCH_X_WIDTH)
 
     def __init__(self, net, batch_size, optimizer=None, threads=None):
         self.net = net
