@@ -249,32 +249,27 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
     lay->workspace = ws;
     char *next = ws->block;
 #define TAKE(ptr, type, count) do { ptr = (type *)next; next += round64((count) * sizeof(type)); } while (0)
+/* One layer's memory, for either float type: its inputs (see Inputs), Z, and the padded W (zeroed). */
+#define LAY_OUT_LAYER(in, real_t) do {                                                                   \
+        TAKE((in)->col, const int32_t *, (size_t)B);                                                     \
+        TAKE((in)->val, const real_t *, (size_t)B);                                                      \
+        TAKE((in)->len, int32_t, (size_t)B);                                                             \
+        TAKE((in)->col_store, int32_t, B * I);                                                           \
+        TAKE((in)->val_store, real_t, B * I);                                                            \
+        for (Py_ssize_t b = 0; b < B; b++)                                                               \
+            (in)->col[b] = (in)->col_store + b * I, (in)->val[b] = (in)->val_store + b * I;              \
+        TAKE(lay->Z[l], real_t, B * P);                                                                  \
+        TAKE(lay->W[l], real_t, (I + 1) * P);                                                            \
+        memset(lay->W[l], 0, (I + 1) * P * sizeof(real_t)); /* the padding columns: zero */             \
+    } while (0)
     for (int l = 0; l < L; l++) {
         const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1];
-        if (is_double) {
-            Inputs_f64 *in = &lay->in64[l];
-            TAKE(in->col, const int32_t *, (size_t)B);
-            TAKE(in->val, const double *, (size_t)B);
-            TAKE(in->len, int32_t, (size_t)B);
-            TAKE(in->col_store, int32_t, B * I);
-            TAKE(in->val_store, double, B * I);
-            for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
-            TAKE(lay->Z[l], double, B * P);
-            TAKE(lay->W[l], double, (I + 1) * P);
-            memset(lay->W[l], 0, (I + 1) * P * sizeof(double)); /* the padding columns: zero */
-        } else {
-            Inputs_f32 *in = &lay->in32[l];
-            TAKE(in->col, const int32_t *, (size_t)B);
-            TAKE(in->val, const float *, (size_t)B);
-            TAKE(in->len, int32_t, (size_t)B);
-            TAKE(in->col_store, int32_t, B * I);
-            TAKE(in->val_store, float, B * I);
-            for (Py_ssize_t b = 0; b < B; b++) in->col[b] = in->col_store + b * I, in->val[b] = in->val_store + b * I;
-            TAKE(lay->Z[l], float, B * P);
-            TAKE(lay->W[l], float, (I + 1) * P);
-            memset(lay->W[l], 0, (I + 1) * P * sizeof(float));
-        }
+        if (is_double)
+            LAY_OUT_LAYER(&lay->in64[l], double);
+        else
+            LAY_OUT_LAYER(&lay->in32[l], float);
     }
+#undef LAY_OUT_LAYER
 #undef TAKE
     Net_f32 *f = &lay->f32;
     Net_f64 *d = &lay->f64;
