@@ -53,6 +53,13 @@
 /* Types and functions for float (_f32) and double (_f64). The functions are compiled twice on
  * x86-64 with GCC: for any x86-64 CPU, and for those with AVX2 and FMA (_avx2), chosen when the
  * module is loaded. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#define HAVE_AVX2_VARIANT 1
+#else
+#define HAVE_AVX2_VARIANT 0
+#endif
+
+/* _kernel_body.h ends by undefining FN; REAL, TY, EXP and LOG stay for the next copy. */
 #define REAL float
 #define TY(name) name##_f32
 #define EXP expf
@@ -60,7 +67,13 @@
 #include "_kernel_types.h"
 #define FN(name) name##_f32
 #include "_kernel_body.h"
-#undef FN
+#if HAVE_AVX2_VARIANT
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define FN(name) name##_f32_avx2
+#include "_kernel_body.h"
+#pragma GCC pop_options
+#endif
 #undef REAL
 #undef TY
 #undef EXP
@@ -73,42 +86,17 @@
 #include "_kernel_types.h"
 #define FN(name) name##_f64
 #include "_kernel_body.h"
-#undef FN
-#undef REAL
-#undef TY
-#undef EXP
-#undef LOG
-
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
-#define HAVE_AVX2_VARIANT 1
+#if HAVE_AVX2_VARIANT
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#define REAL float
-#define TY(name) name##_f32
-#define FN(name) name##_f32_avx2
-#define EXP expf
-#define LOG logf
-#include "_kernel_body.h"
-#undef FN
-#undef REAL
-#undef TY
-#undef EXP
-#undef LOG
-#define REAL double
-#define TY(name) name##_f64
 #define FN(name) name##_f64_avx2
-#define EXP exp
-#define LOG log
 #include "_kernel_body.h"
-#undef FN
+#pragma GCC pop_options
+#endif
 #undef REAL
 #undef TY
 #undef EXP
 #undef LOG
-#pragma GCC pop_options
-#else
-#define HAVE_AVX2_VARIANT 0
-#endif
 
 static int use_avx2 = 0; /* set when the module is loaded */
 

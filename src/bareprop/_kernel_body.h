@@ -384,3 +384,5 @@ static void FN(copy_weights)(TY(Net) *net, REAL *const *outside, int back)
         }
     }
 }
+
+#undef FN /* each copy brings its own */
