@@ -124,10 +124,14 @@ class FastSGD:
             )
         return self._views[b]
 
-    def step(self, X, idx, flat, picked, predicted):
+    records_gradient_norms = True  # train() takes the epoch's gradient norms from its first step
+
+    def step(self, X, idx, flat, picked, predicted, record_norms=False):
         """One SGD step on the batch X[idx]. flat: (b,) index of each example's true class in the
         flattened (b, K) logits. Writes each example's log P(true class) into `picked` and its
-        predicted class into `predicted` ((b,) views of per-epoch arrays)."""
+        predicted class into `predicted` ((b,) views of per-epoch arrays). With record_norms, also
+        sets first_gradient_norms: each weight gradient's norm divided by b, as train.gradient_norms
+        gives it for this batch (the same gradients, bit for bit)."""
         A, A_in, Z, masks, G, log_P, row_sum, P_flat = self.views(len(idx))
         Ws, dW, last = self.Ws, self.dW, len(self.Ws) - 1
         if X.dtype == np.uint8:  # pixel values: scaled as load_mnist scales them
@@ -157,6 +161,8 @@ class FastSGD:
             if l > 0:
                 np.matmul(G[l], Ws[l][:-1].T, out=G[l - 1])  # (b, O) @ (O, I) = (b, I)
                 np.multiply(G[l - 1], masks[l - 1], out=G[l - 1])  # (b, I), the ReLU mask
+        if record_norms:
+            self.first_gradient_norms = [float(np.linalg.norm(dW_l)) / len(idx) for dW_l in dW]
         # update: W -= lr * dW, as NeuralNet.gradient_descent and optim.SGD without momentum
         lr = self.lr
         for W, dW_l in zip(Ws, dW):
@@ -192,9 +198,9 @@ class FastSGD:
         return correct / len(X), total_loss / len(X)
 
     def epoch(self, X, y, epoch_batches, on_step=None):
-        """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does.
-        on_step(i, running), if given, is called after each step; running() gives the epoch's
-        (loss, accuracy) so far, over its examples, computed only when called."""
+        """Run one epoch; return (loss, accuracy) averaged over batches exactly as train() does, and
+        set first_gradient_norms (see step). on_step(i, running), if given, is called after each step;
+        running() gives the epoch's (loss, accuracy) so far, over its examples, computed only when called."""
         K = self.Ws[-1].shape[1]
         sizes = [len(idx) for idx in epoch_batches]
         ends = np.cumsum(sizes)  # (n_batches,)
@@ -205,7 +211,7 @@ class FastSGD:
         picked = np.empty(len(labels), self.Ws[0].dtype)  # (N,) log P(true class), in batch order
         predicted = np.empty(len(labels), np.intp)  # (N,)
         for i, (idx, s, e) in enumerate(zip(epoch_batches, starts.tolist(), ends.tolist())):
-            self.step(X, idx, flat[s:e], picked[s:e], predicted[s:e])
+            self.step(X, idx, flat[s:e], picked[s:e], predicted[s:e], record_norms=i == 0)
             if on_step is not None:
                 on_step(i, lambda e=e: (-float(picked[:e].mean()), float((predicted[:e] == labels[:e]).mean())))
         return _epoch_figures(picked, predicted, labels, sizes)

@@ -83,9 +83,14 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         step_hook = None if on_batch is None else lambda i, running: on_batch(history, i, len(epoch_batches), running)
         with _fast.blas_threads_for(net, batch_size):  # the same threads for both paths: same bits
             first = epoch_batches[0]
-            grad_norm = gradient_norms(net, X[first], y[first])  # for the record: one extra batch per epoch
+            # for the record, the gradients of the epoch's first batch: the NumPy fast path has them anyway;
+            # elsewhere they cost one extra batch (forward and backward) per epoch
+            recorded = getattr(fast_sgd, "records_gradient_norms", False)
+            grad_norm = None if recorded else gradient_norms(net, X[first], y[first])
             if fast_sgd is not None:
                 loss, correct = fast_sgd.epoch(X, y, epoch_batches, on_step=step_hook)
+                if recorded:
+                    grad_norm = fast_sgd.first_gradient_norms
             else:
                 loss, correct = 0.0, 0.0
                 for i, idx in enumerate(epoch_batches):
