@@ -112,6 +112,28 @@ def test_threads_and_chunks_do_not_change_a_bit(mnist_subset, dtype):
     assert n_batches == 47
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("sizes", [(784, 8, 10), (784, 24, 10), (784, 48, 10), (784, 70, 9, 33, 10), (784, 10)])
+def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
+    """Threads share the first layer by its outputs, in cache lines: one thread's share can be empty
+    (8 outputs: one line), uneven (24, 70) or whole lines (48 doubles); the rest by examples and rows."""
+    X, y = mnist_subset
+    X, y = X[:700], (y[:700] % sizes[-1]).astype(np.int64)
+    rows = _kernel.SparseRows(X, True, *X.shape, dtype == np.float64, 1)
+    order = np.random.default_rng(1).permutation(len(X)).astype(np.int64)
+    results = []
+    for threads in (1, 2, 3):
+        net = NeuralNet(sizes, rng=np.random.default_rng(3), dtype=dtype)
+        out = np.empty(len(X), dtype), np.empty(len(X), np.int64)
+        _kernel.sgd_steps(tuple(net.params()), sizes, dtype == np.float64, rows, y, order, 0, len(X), 64, 0.001,
+                          *out, threads, _kernel.Workspace())
+        results.append([W.copy() for W in net.params()] + list(out))
+    assert not np.array_equal(results[0][0], NeuralNet(sizes, rng=np.random.default_rng(3), dtype=dtype).params()[0])
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+
+
 def test_the_thread_chooser_runs_the_faster_count_and_keeps_trying_the_other():
     chooser = _fast.ThreadChooser(2)
     seconds_per_batch = {2: 1.0, 1: 3.0}  # two threads three times as fast

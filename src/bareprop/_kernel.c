@@ -285,8 +285,6 @@ typedef struct {
     int64_t *indptr;    /* (N+1,) */
     int32_t *col;       /* (nnz+1,): compress_row writes one entry past a row's last */
     void *val;          /* (nnz+1,) REAL */
-    int64_t *col_count; /* (I,): in how many of a sample of rows column j is nonzero: to share the columns
-                           among threads */
 } SparseRows;
 
 /* Memory for the large arrays of SparseRows: on Linux mapped with its pages made at once
@@ -318,7 +316,6 @@ static void SparseRows_dealloc(SparseRows *self)
     free(self->indptr);
     big_free(self->col, (self->nnz + 1) * sizeof(int32_t));
     big_free(self->val, (self->nnz + 1) * real);
-    free(self->col_count);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -370,11 +367,6 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
         filled = DISPATCH(sparse_rows, _f32)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
     Py_END_ALLOW_THREADS
     if (filled < 0) goto no_memory;
-    self->col_count = calloc(I, sizeof(int64_t));
-    if (self->col_count == NULL) goto no_memory;
-    const Py_ssize_t every = N / 4096 + 1; /* an estimate is enough: about 4096 rows spread over the data */
-    for (Py_ssize_t i = 0; i < N; i += every)
-        for (int64_t t = self->indptr[i]; t < self->indptr[i + 1]; t++) self->col_count[self->col[t]]++;
     release(&borrowed);
     return (PyObject *)self;
 no_memory:
@@ -438,21 +430,6 @@ static int check_rows(const SparseRows *rows, int is_double, const int64_t *orde
     return 0;
 }
 
-/* split[0..threads]: the first layer's inputs shared among the threads in ranges of about equal
- * numbers of nonzeros over the data (MNIST's are in the middle of the image, not spread evenly). */
-static void share_columns(const SparseRows *rows, int threads, int32_t *split)
-{
-    int64_t seen = 0, total = 0;
-    int h = 1;
-    for (Py_ssize_t j = 0; j < rows->I; j++) total += rows->col_count[j];
-    split[0] = 0;
-    for (Py_ssize_t j = 0; j < rows->I && h < threads; j++) {
-        seen += rows->col_count[j];
-        while (h < threads && seen * threads >= total * h) split[h++] = (int32_t)(j + 1);
-    }
-    while (h <= threads) split[h++] = (int32_t)rows->I;
-}
-
 PyDoc_STRVAR(sgd_steps_doc,
 "sgd_steps(Ws, sizes, is_double, rows, y, order, start, stop, batch_size, lr, picked, predicted, threads,\n"
 "          workspace)\n\n"
@@ -491,16 +468,14 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     int64_t *vq = vp ? borrow(&borrowed, predicted, 1, stop * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
     if (vq == NULL) goto done;
     if (check_rows(rows, is_double, vo, start, stop, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
-    int32_t split[MAX_THREADS + 1];
-    share_columns(rows, threads, split);
     Py_BEGIN_ALLOW_THREADS
     if (is_double) {
-        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq, threads,
-                                  split);
+        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq,
+                                  threads);
         DISPATCH(copy_weights, _f64)(&lay.f64, (double *const *)lay.outside, 1);
     } else {
         DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq,
-                                  threads, split);
+                                  threads);
         DISPATCH(copy_weights, _f32)(&lay.f32, (float *const *)lay.outside, 1);
     }
     Py_END_ALLOW_THREADS

@@ -128,15 +128,15 @@ static ALWAYS_INLINE void FN(linear_block)(const int32_t *col, const REAL *val, 
     for (int v = 0; v < nv; v++) FN(store)(z + v * VEC, even[v] + odd[v]);
 }
 
-/* Linear.__call__ for example b: z = [x, 1] @ W = W[I] + sum_j x_j W[j], over the nonzero x_j,
- * BLOCK outputs at a time. z is (P,); its padding comes out zero. */
-static void FN(linear)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t I, Py_ssize_t P, const REAL *W, REAL *z)
+/* Linear.__call__ for one example, its outputs k_lo..k_hi-1: z = [x, 1] @ W = W[I] + sum_j x_j W[j],
+ * over the n nonzero x_j (columns col, values val), BLOCK outputs at a time. z is (P,); its padding
+ * comes out zero. */
+static void FN(linear)(const int32_t *col, const REAL *val, int32_t n, Py_ssize_t I, Py_ssize_t P, const REAL *W,
+                       REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
 {
-    const int32_t *col = in->col[b], n = in->len[b];
-    const REAL *val = in->val[b];
-    for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
+    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += BLOCK) {
         const REAL *Wk = W + k0, *bias = W + I * P + k0;
-        switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) { /* P is a multiple of VEC */
+        switch (k_hi - k0 < BLOCK ? (k_hi - k0) / VEC : BLOCK / VEC) { /* k_lo, k_hi: multiples of VEC */
         case 4: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 4); break;
         case 3: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 3); break;
         case 2: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 2); break;
@@ -216,11 +216,11 @@ static ALWAYS_INLINE void FN(update_example)(const int32_t *col, const REAL *val
 }
 
 /* Linear.bp_param and the post's SGD update, W -= lr * dW with dW = [X, 1].T @ G summed over the
- * batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's share. dW's row j
- * is the sum over the examples of x_bj G[b]; each nonzero term is subtracted from W as it comes
- * (the same sum, in another order), so a zero input costs nothing. */
+ * batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`) and its columns k_lo..k_hi-1:
+ * one thread's share. dW's row j is the sum over the examples of x_bj G[b]; each nonzero term is
+ * subtracted from W as it comes (the same sum, in another order), so a zero input costs nothing. */
 static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi,
-                                    int bias)
+                                    Py_ssize_t k_lo, Py_ssize_t k_hi, int bias)
 {
     const Py_ssize_t I = net->n[l], P = net->p[l + 1];
     const TY(Inputs) *in = &net->in[l];
@@ -228,13 +228,13 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
     for (Py_ssize_t b = 0; b < b_count; b++) {
         const int32_t *col = in->col[b], len = in->len[b];
         int32_t t = 0, hi = len;
-        while (t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
+        while (j_lo > 0 && t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
             const int32_t mid = t + (hi - t) / 2;
             if (col[mid] < j_lo) t = mid + 1; else hi = mid;
         }
-        for (Py_ssize_t k0 = 0; k0 < P; k0 += BLOCK) {
+        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += BLOCK) {
             const REAL *g = G + b * P + k0;
-            switch (P - k0 < BLOCK ? (P - k0) / VEC : BLOCK / VEC) {
+            switch (k_hi - k0 < BLOCK ? (k_hi - k0) / VEC : BLOCK / VEC) {
             case 4: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 4); break;
             case 3: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 3); break;
             case 2: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 2); break;
@@ -244,11 +244,21 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
     }
     if (!bias) return;
     REAL *w = W + I * P; /* (P,): the bias row; its input is the ones column */
-    for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) {
+    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
         TY(vec) sum = {0}; /* (VEC,) */
         for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
         FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
     }
+}
+
+/* The outputs k_lo..k_hi-1 of the first layer (padded width P) that thread h of T computes and updates:
+ * whole 64-byte cache lines of a row, so that where rows are whole lines (P * sizeof(REAL) a multiple
+ * of 64), no two threads write one line of W or Z. */
+static void FN(share_outputs)(Py_ssize_t P, int h, int T, Py_ssize_t *k_lo, Py_ssize_t *k_hi)
+{
+    const Py_ssize_t line = 64 / (Py_ssize_t)sizeof(REAL), lines = (P + line - 1) / line;
+    *k_lo = lines * h / T * line;
+    *k_hi = lines * (h + 1) / T * line < P ? lines * (h + 1) / T * line : P;
 }
 
 /* Example b of the batch is row `row` of the data: point the first layer's inputs at its sparse row. */
@@ -302,14 +312,15 @@ static ALWAYS_INLINE void FN(prefetch_ahead)(const int64_t *indptr, const int32_
     }
 }
 
-/* Forward through every layer for example b (its first-layer inputs already gathered); returns
- * the logits, (K,), in the last Z. */
-static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b)
+/* Forward for example b through the layers from `first` on (whose inputs are gathered); returns the
+ * logits, (K,), in the last Z. */
+static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
 {
-    for (int l = 0; l < net->L; l++) {
+    for (int l = first; l < net->L; l++) {
         const Py_ssize_t P = net->p[l + 1];
+        const TY(Inputs) *in = &net->in[l];
         REAL *z = net->Z[l] + b * P;
-        FN(linear)(&net->in[l], b, net->n[l], P, net->W[l], z);
+        FN(linear)(in->col[b], in->val[b], in->len[b], net->n[l], P, net->W[l], z, 0, P);
         if (l < net->L - 1) FN(relu)(z, net->n[l + 1], &net->in[l + 1], b);
     }
     return net->Z[net->L - 1] + b * net->p[net->L];
@@ -317,29 +328,45 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b)
 
 /* SGD steps on the batches order[start:stop] (batch size B, the last may be smaller): per example,
  * log P(true class) into picked and the predicted class into predicted, at its place in order.
- * `threads` threads share each step: the examples of the forward and of bp_input (which for one
- * example needs only that example's numbers and the weights before the update), then the rows of
- * each W in the update (the first layer's as `split` says); they wait for each other twice a step. */
+ *
+ * `threads` threads share each step. The first layer, the widest, is shared by its outputs: each
+ * thread computes and updates its own columns of W (share_outputs), for every example, so each keeps
+ * its part of W in its own cache. The rest is shared by examples (the forward of the other layers,
+ * the loss, bp_input: one example needs only its own numbers and the weights before the update),
+ * then by rows of W (bp_param and the update of the other layers). They wait for each other twice a
+ * step: after the first layer's forward, and before the updates. Every sum runs in the same order
+ * whatever the number of threads, so the numbers do not depend on it. */
 static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
                           const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
-                          int64_t *predicted, int threads, const int32_t *split)
+                          int64_t *predicted, int threads)
 {
     const int L = net->L;
-    const Py_ssize_t K = net->n[L], B = net->B;
+    const Py_ssize_t K = net->n[L], B = net->B, I = net->n[0], P1 = net->p[1];
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
 #endif
     {
         const int h = THREAD_ID(), T = THREAD_COUNT();
+        Py_ssize_t k_lo, k_hi; /* this thread's outputs of the first layer */
+        FN(share_outputs)(P1, h, T, &k_lo, &k_hi);
         for (Py_ssize_t s = start; s < stop; s += B) {
             const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
-            for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: forward, loss, bp_input */
-                FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, h, T),
-                                   FN(place_ahead)(s, b, 2 * AHEAD, stop, B, h, T));
+            for (Py_ssize_t b = 0; b < b_count; b++) { /* the first Linear, this thread's outputs, every example */
+                FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
+                                   FN(place_ahead)(s, b, 2 * AHEAD, stop, B, 0, 1));
+                const int64_t a = indptr[order[s + b]], n = indptr[order[s + b] + 1] - a;
+                FN(linear)(col + a, val + a, (int32_t)n, I, P1, net->W[0], net->Z[0] + b * P1, k_lo, k_hi);
+            }
+            BARRIER(); /* the first layer's outputs are there */
+            for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: the other layers, loss, bp_input */
                 const int64_t row = order[s + b];
-                FN(first_inputs)(&net->in[0], b, indptr, col, val, row);
-                REAL *logits = FN(forward)(net, b);
+                FN(first_inputs)(&net->in[0], b, indptr, col, val, row); /* for the update */
+                REAL *logits = net->Z[0] + b * P1; /* (P1,) */
+                if (L > 1) {
+                    FN(relu)(logits, net->n[1], &net->in[1], b);
+                    logits = FN(forward)(net, b, 1);
+                }
                 picked[s + b] = FN(softmax_ce)(logits, K, net->p[L], y[row], &predicted[s + b]);
                 for (int l = L - 1; l > 0; l--) { /* dloss/dZ of each layer below: needs only this example */
                     const Py_ssize_t P = net->p[l + 1], P_in = net->p[l];
@@ -347,14 +374,14 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
                 }
             }
             BARRIER(); /* every example's dloss/dZ is there, and no W is read any more in this step */
-            for (int l = L - 1; l >= 0; l--) { /* bp_param and the update, each thread its rows of each W */
-                const Py_ssize_t I = net->n[l];
-                const int shared = l == 0 && T == threads; /* the first layer's inputs: split by nonzeros */
-                const int32_t j_lo = shared ? split[h] : (int32_t)(I * h / T);
-                const int32_t j_hi = shared ? split[h + 1] : (int32_t)(I * (h + 1) / T);
-                FN(bp_param_and_update)(net, l, b_count, lr, j_lo, j_hi, h == 0);
+            for (int l = L - 1; l > 0; l--) { /* bp_param and the update: each thread its rows of these W */
+                const Py_ssize_t I_l = net->n[l];
+                FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I_l * h / T), (int32_t)(I_l * (h + 1) / T), 0,
+                                        net->p[l + 1], h == 0);
             }
-            BARRIER(); /* the weights are updated: the next step may read them */
+            FN(bp_param_and_update)(net, 0, b_count, lr, 0, (int32_t)I, k_lo, k_hi, 1); /* and its columns of the first */
+            /* No wait here: the next step's first Linear reads and writes this thread's columns of the
+             * first W and Z only, and everything else waits at its barriers. */
         }
     }
 }
@@ -373,7 +400,7 @@ static void FN(score)(TY(Net) *net, const int64_t *indptr, const int32_t *col, c
         const int h = THREAD_ID(), T = THREAD_COUNT();
         for (Py_ssize_t i = N * h / T; i < N * (h + 1) / T; i++) {
             FN(first_inputs)(&net->in[0], h, indptr, col, val, i);
-            REAL *logits = FN(forward)(net, h);
+            REAL *logits = FN(forward)(net, h, 0);
             picked[i] = FN(softmax_ce)(logits, K, net->p[net->L], y[i], &predicted[i]);
         }
     }
