@@ -292,11 +292,12 @@ class ThreadChooser:
 
 
 # Where the kernel beats the NumPy path (measured with benchmarks/speed.py's scaling table, which times
-# both; docs/speed.md): batches of at most KERNEL_MAX_BATCH, and at most KERNEL_MAX_BATCH_X_WIDTH for the
-# batch size times the widest layer. The kernel skips zero inputs, BLAS does not; but BLAS reads each
-# weight once per batch, the kernel once per example, and with big batches or wide layers that wins.
-KERNEL_MAX_BATCH = 256
-KERNEL_MAX_BATCH_X_WIDTH = 1 << 16
+# both; docs/speed.md): (largest batch, largest batch size x widest layer) pairs, the kernel taking a net
+# that any pair admits: batches up to 128 with batch x width up to 65,536 (width 1024 with batches of
+# 64), and batches up to 256 with batch x width up to 16,384 (width 32 with batches of 256, not width
+# 256). The kernel skips zero inputs, BLAS does not; but BLAS reads each weight once per batch, the
+# kernel once per example, and with big batches or wide layers that wins.
+KERNEL_LIMITS = ((128, 1 << 16), (256, 1 << 14))
 
 
 def fast_path(net, batch_size, optimizer=None):
@@ -324,15 +325,14 @@ class KernelSGD:
     @staticmethod
     def takes(net, batch_size):
         """True if the kernel is built, can train `net` (which `supports` accepts: float32 or float64
-        weights, contiguous and writable) and is the faster path for it (KERNEL_MAX_BATCH and
-        KERNEL_MAX_BATCH_X_WIDTH)."""
+        weights, contiguous and writable) and is the faster path for it (KERNEL_LIMITS)."""
         if _kernel is None:
             return False
         Ws = net.params()
         return (Ws[0].dtype in (np.float32, np.float64)
                 and all(W.flags.c_contiguous and W.flags.writeable for W in Ws)
-                and batch_size <= KERNEL_MAX_BATCH
-                and batch_size * max(W.shape[1] for W in Ws) <= KERNEL_MAX_BATCH_X_WIDTH)
+                and any(batch_size <= most and batch_size * max(W.shape[1] for W in Ws) <= most_x_width
+                        for most, most_x_width in KERNEL_LIMITS))
 
     def __init__(self, net, batch_size, optimizer=None, threads=None):
         self.net = net
