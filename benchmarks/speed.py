@@ -15,7 +15,9 @@ gives the median [min-max] of the training loop alone and of the whole process (
 loading included), peak RSS, final accuracies, and each one's ratio to bareprop. The CLI's own
 `bareprop train --no-plot` (start to exit, test set scored every epoch) is timed as well. A third, the scaling table, gives samples/s and achieved GFLOP/s of bareprop and
 PyTorch for hidden widths {32, 256, 1024} x batch sizes {64, 256, 1024} (interleaved, median of 5),
-beside the sgemm peak measured in the same run (before and after it; the higher is kept).
+beside the sgemm peak measured in the same run (before and after it; the higher is kept), and, since
+this machine's speed drifts by tens of percent from minute to minute, beside an sgemm timed just
+before each of bareprop's repetitions (the median of the per-repetition ratios).
 
 Not collected by pytest: speed is measured here, never asserted in a unit test.
 """
@@ -327,7 +329,9 @@ def scaling(data, data_u8, reps, samples=16384):
             path = type(_fast.fast_path(net, batch)).__name__  # KernelSGD or FastSGD
             row = {"hidden": hidden, "batch": batch, "bareprop_path": path}
             secs = {"bareprop": [], "torch": [], "bareprop_other_path": []}
+            beside = []  # sgemm GFLOP/s measured just before each bareprop run: the same minute's peak
             for rep in range(reps):  # interleaved, as the main table: a slow minute slows all
+                beside.append(sgemm_peak(reps=2))
                 secs["bareprop"].append(run_bareprop(sub_u8, rep, 1, hidden=hidden, batch=batch, test=False)[0])
                 secs["torch"].append(run_torch(sub, rep, 1, hidden=hidden, batch=batch, test=False)[0])
                 with other_path(path):  # the fast path train() did not choose: the evidence for its choice
@@ -336,6 +340,9 @@ def scaling(data, data_u8, reps, samples=16384):
             for name, values in secs.items():
                 t = statistics.median(values)
                 row[name] = {"samples_per_s": samples / t, "gflops": samples * flops_per_sample(hidden) / t / 1e9}
+            row["sgemm_beside_gflops"] = statistics.median(beside)
+            row["percent_of_sgemm_beside"] = statistics.median(  # per repetition, bareprop's rate over the sgemm's
+                100 * samples * flops_per_sample(hidden) / t / 1e9 / g for t, g in zip(secs["bareprop"], beside))
             rows.append(row)
             print(f"  hidden {hidden:5d} batch {batch:5d}: bareprop ({path}) {row['bareprop']['gflops']:6.1f} GFLOP/s, "
                   f"torch {row['torch']['gflops']:6.1f} GFLOP/s, the other path "
@@ -403,15 +410,17 @@ def main():
         peak = max(peak, sgemm_peak())
         print(f"sgemm peak, the higher of before and after the scaling table: {peak:.0f} GFLOP/s")
         print(f"\n{'hidden':>7}{'batch':>7}{'bareprop path':>15}{'samples/s':>11}{'GFLOP/s':>9}{'torch samples/s':>17}"
-              f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}{'other path/chosen':>19}")
+              f"{'GFLOP/s':>9}{'bareprop/torch':>16}{'% of peak':>11}{'% of sgemm beside':>19}"
+              f"{'other path/chosen':>19}")
         for row in scale:
             b, t, o = row["bareprop"], row["torch"], row["bareprop_other_path"]
             print(f"{row['hidden']:>7}{row['batch']:>7}{row['bareprop_path']:>15}{b['samples_per_s']:>11.0f}"
                   f"{b['gflops']:>9.1f}{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}"
                   f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.0f}%"
-                  f"{o['samples_per_s'] / b['samples_per_s']:>18.2f}x")
+                  f"{row['percent_of_sgemm_beside']:>18.0f}%{o['samples_per_s'] / b['samples_per_s']:>18.2f}x")
         print("(GFLOP/s: the dense products' flops over the time; the kernel skips zero inputs, so for it an "
-              "effective rate)")
+              "effective rate. % of peak: the median over the table's highest sgemm; % of sgemm beside: the "
+              "median, over the repetitions, of each against an sgemm timed just before it)")
     if args.json:
         result = {"machine": info, "date": time.strftime("%Y-%m-%d %H:%M:%S"), "epochs": args.epochs,
                   "reps": args.reps, "loop": rows, "cli_process": cli, "sgemm_peak_gflops": peak,
