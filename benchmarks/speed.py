@@ -17,7 +17,8 @@ loading included), peak RSS, final accuracies, and each one's ratio to bareprop.
 PyTorch for hidden widths {32, 256, 1024} x batch sizes {64, 256, 1024} (interleaved, median of 5),
 beside the sgemm peak measured in the same run (before and after it; the higher is kept), and, since
 this machine's speed drifts by tens of percent from minute to minute, beside an sgemm timed just
-before each of bareprop's repetitions (the median of the per-repetition ratios).
+before each of bareprop's repetitions (the median of the per-repetition ratios). Every run of the table
+starts 0.3 s after the one before, when the threads the previous one woke have gone back to sleep.
 
 Not collected by pytest: speed is measured here, never asserted in a unit test.
 """
@@ -316,6 +317,13 @@ def other_path(chosen):
         _fast.fast_path = saved
 
 
+def settle(seconds=0.3):
+    """Let the threads of the run before go to sleep: after a product, OpenBLAS's threads (and PyTorch's)
+    keep spinning for a while, and a run started at once shares the cores with them (the kernel's two
+    threads, waiting for each other, then ran two to three times slower)."""
+    time.sleep(seconds)
+
+
 def scaling(data, data_u8, reps, samples=16384):
     from bareprop import _fast
 
@@ -331,9 +339,13 @@ def scaling(data, data_u8, reps, samples=16384):
             secs = {"bareprop": [], "torch": [], "bareprop_other_path": []}
             beside = []  # sgemm GFLOP/s measured just before each bareprop run: the same minute's peak
             for rep in range(reps):  # interleaved, as the main table: a slow minute slows all
+                settle()
                 beside.append(sgemm_peak(reps=2))
+                settle()
                 secs["bareprop"].append(run_bareprop(sub_u8, rep, 1, hidden=hidden, batch=batch, test=False)[0])
+                settle()
                 secs["torch"].append(run_torch(sub, rep, 1, hidden=hidden, batch=batch, test=False)[0])
+                settle()
                 with other_path(path):  # the fast path train() did not choose: the evidence for its choice
                     secs["bareprop_other_path"].append(
                         run_bareprop(sub_u8, rep, 1, hidden=hidden, batch=batch, test=False)[0])
@@ -407,6 +419,7 @@ def main():
         X_u8, y_u8 = bp.load_mnist("train", dtype=np.uint8)
         print("\nscaling, 1 epoch of 16384 samples, median of 5, bareprop and PyTorch interleaved:")
         scale = scaling((X, y, Xt, yt), (X_u8, y_u8), 5)
+        settle()
         peak = max(peak, sgemm_peak())
         print(f"sgemm peak, the higher of before and after the scaling table: {peak:.0f} GFLOP/s")
         print(f"\n{'hidden':>7}{'batch':>7}{'bareprop path':>15}{'samples/s':>11}{'GFLOP/s':>9}{'torch samples/s':>17}"
