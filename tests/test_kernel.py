@@ -55,9 +55,11 @@ def fit(X, y, sizes, *, kernel, dtype=np.float32, epochs=2, batch_size=64, threa
     return history, net.params()
 
 
-@pytest.mark.parametrize("sizes", [(784, 32, 10), (784, 16, 12, 10), (784, 40, 3), (784, 70, 9, 33, 10)])
+@pytest.mark.parametrize("sizes", [(784, 32, 10), (784, 16, 12, 10), (784, 40, 3), (784, 70, 9, 33, 10),
+                                   (784, 300, 10)])
 def test_kernel_matches_readable_layers_in_float64(mnist_subset, sizes):
-    """Widths 3..70 cover every block shape of the kernel's loops (1 to 4 vectors, and a second block)."""
+    """Widths 3..70 cover every block shape of the kernel's loops (1 to 4 vectors, and a second block);
+    300 several tiles of the first layer's outputs (TILE_BYTES of a row each)."""
     X, y = mnist_subset
     y = y % sizes[-1]  # as many classes as the last layer has outputs
     h_ref, W_ref = fit(X, y, sizes, kernel=False, dtype=np.float64)
@@ -113,10 +115,12 @@ def test_threads_and_chunks_do_not_change_a_bit(mnist_subset, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("sizes", [(784, 8, 10), (784, 24, 10), (784, 48, 10), (784, 70, 9, 33, 10), (784, 10)])
+@pytest.mark.parametrize("sizes", [(784, 8, 10), (784, 24, 10), (784, 48, 10), (784, 70, 9, 33, 10), (784, 10),
+                                   (784, 300, 10)])
 def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
     """Threads share the first layer by its outputs, in cache lines: one thread's share can be empty
-    (8 outputs: one line), uneven (24, 70) or whole lines (48 doubles); the rest by examples and rows."""
+    (8 outputs: one line), uneven (24, 70), whole lines (48 doubles) or several tiles (300); the rest
+    by examples and rows."""
     X, y = mnist_subset
     X, y = X[:700], (y[:700] % sizes[-1]).astype(np.int64)
     rows = _kernel.SparseRows(X, True, *X.shape, dtype == np.float64, 1)

@@ -41,6 +41,11 @@
 #define VECTOR_BYTES 32 /* a vector: 8 floats or 4 doubles, one AVX register */
 #define VEC ((int)(VECTOR_BYTES / sizeof(REAL))) /* every padded row is a whole number of VEC values */
 #define BLOCK (4 * VEC) /* outputs summed side by side, in registers */
+#ifndef TILE_BYTES
+#define TILE_BYTES 512
+#endif
+#define TILE ((Py_ssize_t)(TILE_BYTES / sizeof(REAL))) /* outputs of the first layer done for the whole batch
+                                                   before the next: (I+1) rows of TILE_BYTES of W stay in cache */
 
 #if defined(__GNUC__)
 #define ALWAYS_INLINE inline __attribute__((always_inline))

@@ -225,20 +225,23 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
     const Py_ssize_t I = net->n[l], P = net->p[l + 1];
     const TY(Inputs) *in = &net->in[l];
     REAL *W = net->W[l], *G = net->Z[l];
-    for (Py_ssize_t b = 0; b < b_count; b++) {
-        const int32_t *col = in->col[b], len = in->len[b];
-        int32_t t = 0, hi = len;
-        while (j_lo > 0 && t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
-            const int32_t mid = t + (hi - t) / 2;
-            if (col[mid] < j_lo) t = mid + 1; else hi = mid;
-        }
-        for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += BLOCK) {
-            const REAL *g = G + b * P + k0;
-            switch (k_hi - k0 < BLOCK ? (k_hi - k0) / VEC : BLOCK / VEC) {
-            case 4: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 4); break;
-            case 3: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 3); break;
-            case 2: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 2); break;
-            default: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 1); break;
+    for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* a tile of columns for every example, then the next */
+        const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE;
+        for (Py_ssize_t b = 0; b < b_count; b++) {
+            const int32_t *col = in->col[b], len = in->len[b];
+            int32_t t = 0, hi = len;
+            while (j_lo > 0 && t < hi) { /* the first t with col[t] >= j_lo: the columns are ascending */
+                const int32_t mid = t + (hi - t) / 2;
+                if (col[mid] < j_lo) t = mid + 1; else hi = mid;
+            }
+            for (Py_ssize_t k0 = kt; k0 < kt_hi; k0 += BLOCK) {
+                const REAL *g = G + b * P + k0;
+                switch (kt_hi - k0 < BLOCK ? (kt_hi - k0) / VEC : BLOCK / VEC) {
+                case 4: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 4); break;
+                case 3: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 3); break;
+                case 2: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 2); break;
+                default: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 1); break;
+                }
             }
         }
     }
@@ -352,11 +355,15 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
         FN(share_outputs)(P1, h, T, &k_lo, &k_hi);
         for (Py_ssize_t s = start; s < stop; s += B) {
             const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
-            for (Py_ssize_t b = 0; b < b_count; b++) { /* the first Linear, this thread's outputs, every example */
-                FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
-                                   FN(place_ahead)(s, b, 2 * AHEAD, stop, B, 0, 1));
-                const int64_t a = indptr[order[s + b]], n = indptr[order[s + b] + 1] - a;
-                FN(linear)(col + a, val + a, (int32_t)n, I, P1, net->W[0], net->Z[0] + b * P1, k_lo, k_hi);
+            for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* the first Linear: this thread's outputs, */
+                const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE; /* a tile for every example */
+                for (Py_ssize_t b = 0; b < b_count; b++) {
+                    if (kt == k_lo)
+                        FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
+                                           FN(place_ahead)(s, b, 2 * AHEAD, stop, B, 0, 1));
+                    const int64_t a = indptr[order[s + b]], n = indptr[order[s + b] + 1] - a;
+                    FN(linear)(col + a, val + a, (int32_t)n, I, P1, net->W[0], net->Z[0] + b * P1, kt, kt_hi);
+                }
             }
             BARRIER(); /* the first layer's outputs are there */
             for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: the other layers, loss, bp_input */
