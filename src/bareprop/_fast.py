@@ -54,8 +54,13 @@ def blas_threads(n):
 ONE_THREAD_BELOW = 1 << 23
 
 
-def blas_threads_for(net, batch_size):
-    """One BLAS thread for small products (the post's sizes), the library's default otherwise."""
+def blas_threads_for(net, batch_size, path=None):
+    """One BLAS thread for small products (the post's sizes), the library's default otherwise; and one
+    when the epoch runs on the compiled kernel (`path` a KernelSGD), which calls no BLAS: a second BLAS
+    thread, woken for the one readable batch train() runs per epoch, keeps spinning for about a tenth
+    of a second and takes a core from the kernel's threads."""
+    if isinstance(path, KernelSGD):
+        return blas_threads(1)
     largest = max(batch_size * W.shape[0] * W.shape[1] for W in net.params())
     return blas_threads(1) if largest < ONE_THREAD_BELOW else contextlib.nullcontext()
 

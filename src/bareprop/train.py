@@ -81,7 +81,7 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         start = time.perf_counter()
         epoch_batches = batches(len(X), batch_size, rng)
         step_hook = None if on_batch is None else lambda i, running: on_batch(history, i, len(epoch_batches), running)
-        with _fast.blas_threads_for(net, batch_size):  # the same threads for both paths: same bits
+        with _fast.blas_threads_for(net, batch_size, fast_sgd):  # the same BLAS threads for readable and NumPy: same bits
             first = epoch_batches[0]
             # for the record, the gradients of the epoch's first batch: the NumPy fast path has them anyway;
             # elsewhere they cost one extra batch (forward and backward) per epoch
@@ -103,15 +103,16 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
                     loss += batch_loss / len(epoch_batches)
                     if step_hook is not None:
                         step_hook(i, lambda done=(i + 1) / len(epoch_batches): (loss / done, correct / done))
-        seconds = time.perf_counter() - start
+            seconds = time.perf_counter() - start
+            weight_norm = [float(np.linalg.norm(W)) for W in net.params()]  # a BLAS dot: in the same context
         history.epoch.append(epoch)
         history.train_loss.append(float(loss))
         history.train_acc.append(float(correct))
         history.seconds.append(seconds)
-        history.weight_norm.append([float(np.linalg.norm(W)) for W in net.params()])
+        history.weight_norm.append(weight_norm)
         history.grad_norm.append(grad_norm)
         if X_test is not None:
-            with _fast.blas_threads_for(net, 1000):  # score()'s chunks of 1000 rows
+            with _fast.blas_threads_for(net, 1000, fast_sgd):  # score()'s chunks of 1000 rows
                 scorer = fast_sgd if fast_sgd is not None else net
                 test_acc, test_loss = scorer.score(X_test, y_test)
             history.test_acc.append(test_acc)
