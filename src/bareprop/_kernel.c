@@ -44,6 +44,14 @@
 #ifndef TILE_BYTES
 #define TILE_BYTES 512
 #endif
+#define ROUND64(bytes) (((size_t)(bytes) + 63) / 64 * 64)
+/* Where a first layer's rows are at least this many bytes (128 floats, 64 doubles), the kernel
+ * updates it from the batch's inputs by column (update_by_column), each thread with its own copy:
+ * BY_COLUMN_BYTES each. Narrower, one input at a time (bp_param_and_update). The choice depends on the
+ * width only, so the numbers do not depend on the number of threads. */
+#define BY_COLUMN_MIN_ROW_BYTES 512
+#define BY_COLUMN_BYTES(I, B, real) \
+    (ROUND64(((I) + 2) * sizeof(int32_t)) + ROUND64((B) * (I) * sizeof(int32_t)) + ROUND64((B) * (I) * (real)))
 #define TILE ((Py_ssize_t)(TILE_BYTES / sizeof(REAL))) /* outputs of the first layer done for the whole batch
                                                    before the next: (I+1) rows of TILE_BYTES of W stay in cache */
 
@@ -473,17 +481,26 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     int64_t *vq = vp ? borrow(&borrowed, predicted, 1, stop * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
     if (vq == NULL) goto done;
     if (check_rows(rows, is_double, vo, start, stop, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
+    char *by_column = NULL; /* the wide first layer's scratch, a copy for each thread (see BY_COLUMN_BYTES) */
+    if (lay.p[1] * (Py_ssize_t)real >= BY_COLUMN_MIN_ROW_BYTES) {
+        by_column = malloc(threads * BY_COLUMN_BYTES(lay.n[0], B, real));
+        if (by_column == NULL) {
+            PyErr_NoMemory();
+            goto done;
+        }
+    }
     Py_BEGIN_ALLOW_THREADS
     if (is_double) {
         DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq,
-                                  threads);
+                                  threads, by_column);
         DISPATCH(copy_weights, _f64)(&lay.f64, (double *const *)lay.outside, 1);
     } else {
         DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq,
-                                  threads);
+                                  threads, by_column);
         DISPATCH(copy_weights, _f32)(&lay.f32, (float *const *)lay.outside, 1);
     }
     Py_END_ALLOW_THREADS
+    free(by_column);
     result = Py_None;
     Py_INCREF(result);
 done:

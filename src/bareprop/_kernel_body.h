@@ -254,6 +254,82 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
     }
 }
 
+/* The batch's first-layer inputs by column: for each input j, the examples b with x_bj != 0 and their
+ * x_bj, b ascending, at place start[j]..start[j+1]-1 of eb and ex (a counting sort of the entries). */
+static void FN(by_column)(const TY(Inputs) *in, Py_ssize_t b_count, Py_ssize_t I, int32_t *start, int32_t *eb,
+                          REAL *ex)
+{
+    memset(start, 0, (I + 2) * sizeof(int32_t));
+    for (Py_ssize_t b = 0; b < b_count; b++)
+        for (int32_t t = 0; t < in->len[b]; t++) start[in->col[b][t] + 2]++; /* counts, two places on */
+    for (Py_ssize_t j = 2; j <= I + 1; j++) start[j] += start[j - 1]; /* start[j+1]: where column j begins */
+    for (Py_ssize_t b = 0; b < b_count; b++) {
+        const int32_t *col = in->col[b];
+        const REAL *val = in->val[b];
+        for (int32_t t = 0; t < in->len[b]; t++) {
+            const int32_t at = start[col[t] + 1]++; /* ends at column j's end: where column j+1 begins */
+            eb[at] = (int32_t)b;
+            ex[at] = val[t];
+        }
+    }
+}
+
+/* w[0:nv*VEC] -= lr * sum_t ex[t] G[eb[t]] over the n entries of one column: dW's row j, summed in
+ * registers (even and odd t apart, as in linear_block) and subtracted once. Always inlined with a
+ * constant nv. */
+static ALWAYS_INLINE void FN(update_column)(const int32_t *eb, const REAL *ex, int32_t n, const REAL *G,
+                                            Py_ssize_t P, REAL *w, REAL lr, const int nv)
+{
+    TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = odd[v] = (TY(vec)){0};
+    int32_t t = 0;
+    for (; t + 1 < n; t += 2) {
+        const REAL x0 = ex[t], *g0 = G + (Py_ssize_t)eb[t] * P;         /* (), (nv*VEC,) */
+        const REAL x1 = ex[t + 1], *g1 = G + (Py_ssize_t)eb[t + 1] * P; /* (), (nv*VEC,) */
+        for (int v = 0; v < nv; v++) {
+            even[v] += x0 * FN(load)(g0 + v * VEC); /* (VEC,) += () * (VEC,) */
+            odd[v] += x1 * FN(load)(g1 + v * VEC);
+        }
+    }
+    if (t < n)
+        for (int v = 0; v < nv; v++) even[v] += ex[t] * FN(load)(G + (Py_ssize_t)eb[t] * P + v * VEC);
+    for (int v = 0; v < nv; v++) FN(store)(w + v * VEC, FN(load)(w + v * VEC) - lr * (even[v] + odd[v]));
+}
+
+/* Linear.bp_param and the update for the first layer, its columns k_lo..k_hi-1 (one thread's share),
+ * from its inputs by column (by_column): each row of dW summed over the batch in registers, then
+ * subtracted from W once, a tile of columns at a time. For wide layers, where the updates one input
+ * at a time (bp_param_and_update) would read and write each row of W once per example. */
+static void FN(update_by_column)(TY(Net) *net, const int32_t *start, const int32_t *eb, const REAL *ex,
+                                 Py_ssize_t b_count, REAL lr, Py_ssize_t k_lo, Py_ssize_t k_hi)
+{
+    const Py_ssize_t I = net->n[0], P = net->p[1];
+    REAL *W = net->W[0];
+    const REAL *G = net->Z[0];
+    for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* a tile of columns, every row, then the next */
+        const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE;
+        for (Py_ssize_t j = 0; j < I; j++) {
+            const int32_t at = start[j], n = start[j + 1] - at;
+            if (n == 0) continue;
+            for (Py_ssize_t k0 = kt; k0 < kt_hi; k0 += BLOCK) {
+                REAL *w = W + j * P + k0;
+                switch (kt_hi - k0 < BLOCK ? (kt_hi - k0) / VEC : BLOCK / VEC) {
+                case 4: FN(update_column)(eb + at, ex + at, n, G + k0, P, w, lr, 4); break;
+                case 3: FN(update_column)(eb + at, ex + at, n, G + k0, P, w, lr, 3); break;
+                case 2: FN(update_column)(eb + at, ex + at, n, G + k0, P, w, lr, 2); break;
+                default: FN(update_column)(eb + at, ex + at, n, G + k0, P, w, lr, 1); break;
+                }
+            }
+        }
+    }
+    REAL *w = W + I * P; /* (P,): the bias row, as in bp_param_and_update */
+    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
+        TY(vec) sum = {0}; /* (VEC,) */
+        for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
+        FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
+    }
+}
+
 /* The outputs k_lo..k_hi-1 of the first layer (padded width P) that thread h of T computes and updates:
  * whole 64-byte cache lines of a row, so that where rows are whole lines (P * sizeof(REAL) a multiple
  * of 64), no two threads write one line of W or Z. */
@@ -341,7 +417,7 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
  * whatever the number of threads, so the numbers do not depend on it. */
 static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
                           const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
-                          int64_t *predicted, int threads)
+                          int64_t *predicted, int threads, char *by_column_scratch)
 {
     const int L = net->L;
     const Py_ssize_t K = net->n[L], B = net->B, I = net->n[0], P1 = net->p[1];
@@ -353,6 +429,14 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
         const int h = THREAD_ID(), T = THREAD_COUNT();
         Py_ssize_t k_lo, k_hi; /* this thread's outputs of the first layer */
         FN(share_outputs)(P1, h, T, &k_lo, &k_hi);
+        int32_t *cstart = NULL, *eb = NULL; /* this thread's copy of the batch's inputs by column, if wide */
+        REAL *ex = NULL;
+        if (by_column_scratch != NULL) {
+            char *mine = by_column_scratch + h * BY_COLUMN_BYTES(I, B, sizeof(REAL));
+            cstart = (int32_t *)mine;
+            eb = (int32_t *)(mine + ROUND64((I + 2) * sizeof(int32_t)));
+            ex = (REAL *)(mine + ROUND64((I + 2) * sizeof(int32_t)) + ROUND64(B * I * sizeof(int32_t)));
+        }
         for (Py_ssize_t s = start; s < stop; s += B) {
             const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
             for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* the first Linear: this thread's outputs, */
@@ -386,7 +470,12 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
                 FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I_l * h / T), (int32_t)(I_l * (h + 1) / T), 0,
                                         net->p[l + 1], h == 0);
             }
-            FN(bp_param_and_update)(net, 0, b_count, lr, 0, (int32_t)I, k_lo, k_hi, 1); /* and its columns of the first */
+            if (by_column_scratch == NULL) { /* and its columns of the first */
+                FN(bp_param_and_update)(net, 0, b_count, lr, 0, (int32_t)I, k_lo, k_hi, 1);
+            } else {
+                FN(by_column)(&net->in[0], b_count, I, cstart, eb, ex);
+                FN(update_by_column)(net, cstart, eb, ex, b_count, lr, k_lo, k_hi);
+            }
             /* No wait here: the next step's first Linear reads and writes this thread's columns of the
              * first W and Z only, and everything else waits at its barriers. */
         }
