@@ -261,13 +261,11 @@ def test_kernel_sgd_needs_whole_batches(mnist_subset):
 def test_fast_path_picks_the_kernel_where_it_can(monkeypatch):
     rng = np.random.default_rng(0)
     assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 64)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 256)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 64)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 64)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 512, 10), rng=rng), 128)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 1024)) is _fast.FastSGD  # big batch: BLAS wins
-    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 256)) is _fast.FastSGD  # wide and big
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 128)) is _fast.FastSGD
+    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 1024)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 1024)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 256)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 1024)) is _fast.FastSGD  # wide and big: BLAS
+    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 2048)) is _fast.FastSGD  # a batch over 1024
     assert type(_fast.fast_path(NeuralNet((4, 3, 2), rng=rng, dtype=np.float16), 64)) is _fast.FastSGD
     assert _fast.fast_path(NeuralNet((4, 3, 2), rng=rng, p_drop=0.5), 64) is None  # Dropout: the readable loop
     monkeypatch.setattr(_fast, "_kernel", None)  # as when the extension could not be built

@@ -297,12 +297,12 @@ class ThreadChooser:
 
 
 # Where the kernel beats the NumPy path (measured with benchmarks/speed.py's scaling table, which times
-# both; docs/speed.md): (largest batch, largest batch size x widest layer) pairs, the kernel taking a net
-# that any pair admits: batches up to 128 with batch x width up to 65,536 (width 1024 with batches of
-# 64), and batches up to 256 with batch x width up to 16,384 (width 32 with batches of 256, not width
-# 256). The kernel skips zero inputs, BLAS does not; but BLAS reads each weight once per batch, the
-# kernel once per example, and with big batches or wide layers that wins.
-KERNEL_LIMITS = ((128, 1 << 16), (256, 1 << 14))
+# both, and in interleaved repetitions of the cells near the edge; docs/speed.md): (largest batch,
+# largest batch size x widest layer) pairs, the kernel taking a net that any pair admits. Batches up to
+# 1024 with batch x width up to 262,144: width 1024 with batches up to 256, width 256 with batches of
+# 1024, not width 1024 with batches of 1024. The kernel skips zero inputs, BLAS does not; but BLAS
+# reuses each weight it loads for several examples, and with big batches and wide layers that wins.
+KERNEL_LIMITS = ((1024, 1 << 18),)
 
 
 def fast_path(net, batch_size, optimizer=None):
