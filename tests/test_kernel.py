@@ -179,8 +179,10 @@ def test_sparse_rows_hold_exactly_the_nonzero_entries(dtype, threads):
             data[7, 3] = -0.0  # a negative zero is a zero
             data[8, 30] = np.nan  # a NaN is not
         rows = _kernel.SparseRows(data, pixels, *data.shape, dtype == np.float64, threads)
-        indptr, col, val = (np.frombuffer(b, t) for b, t in zip(rows.arrays(), (np.int64, np.int32, dtype)))
-        dense = np.divide(X, dtype(255), dtype=dtype) if pixels else data
+        assert rows.compact == pixels  # pixels: uint16 columns and the pixel bytes; else int32 and floats
+        types = (np.int64, np.uint16, np.uint8) if pixels else (np.int64, np.int32, dtype)
+        indptr, col, val = (np.frombuffer(b, t) for b, t in zip(rows.arrays(), types))
+        dense = X if pixels else data
         r, c = np.nonzero((dense != 0) | np.isnan(dense))
         assert rows.nnz == len(r) and rows.N == 301 and rows.I == 37
         np.testing.assert_array_equal(indptr, np.concatenate([[0], np.cumsum(np.bincount(r, minlength=301))]))

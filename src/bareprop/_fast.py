@@ -321,7 +321,7 @@ class KernelSGD:
     The kernel does what the readable layers do, step by step, but skips the zeros of each layer's
     input (about 80% of MNIST's pixels, half of a ReLU's outputs) and sums in its own order, so it
     agrees with them to rounding, not bit for bit (tests/test_kernel.py). The data goes to the kernel
-    once per train() as sparse rows (about 72 MB for MNIST's training set in float32).
+    once per train() as sparse rows (27 MB for MNIST's training set as uint8 pixels, 72 MB as float32).
     """
 
     CHUNK = 16  # batches per kernel call when a per-batch hook (a progress bar) must be called

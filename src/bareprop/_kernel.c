@@ -289,16 +289,71 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
 }
 
 /* SparseRows: the data X (N, I) as sparse rows, built once and read by every epoch. Row i's nonzero
- * columns and values are col[indptr[i]:indptr[i+1]] and val[...], columns ascending. The object
- * owns its memory and nothing outside can change it, so it is checked once, when built. */
+ * columns and values are col[indptr[i]:indptr[i+1]] and val[...], columns ascending: int32 columns
+ * and REAL values; or, for uint8 pixels (with I <= 65536), compact rows of uint16 columns and the
+ * pixel bytes themselves (3 bytes an entry instead of 8: less memory to fill and to read). The
+ * object owns its memory and nothing outside can change it, so it is checked once, when built. */
 typedef struct {
     PyObject_HEAD
     Py_ssize_t N, I, nnz;
-    int is_double;
+    int is_double, compact;
     int64_t *indptr;    /* (N+1,) */
-    int32_t *col;       /* (nnz+1,): compress_row writes one entry past a row's last */
-    void *val;          /* (nnz+1,) REAL */
+    void *col;          /* (nnz+1,) int32 or, compact, uint16: a row is built writing one entry past its last */
+    void *val;          /* (nnz+1,) REAL or, compact, uint8 */
 } SparseRows;
+
+/* The sizes of a column and of a value in these rows. */
+static size_t col_size(const SparseRows *rows)
+{
+    return rows->compact ? sizeof(uint16_t) : sizeof(int32_t);
+}
+
+static size_t val_size(const SparseRows *rows)
+{
+    return rows->compact ? sizeof(uint8_t) : rows->is_double ? sizeof(double) : sizeof(float);
+}
+
+/* Compact rows of uint8 pixels: the columns of each row's nonzero pixels as uint16, and the pixels.
+ * Each thread compresses a row into its own scratch (branch-free: it writes one entry past the last)
+ * and copies it to its place, as sparse_rows does. Returns -1 if out of memory. */
+static int compact_rows(const unsigned char *X, Py_ssize_t N, Py_ssize_t I, const int64_t *indptr, uint16_t *col,
+                        uint8_t *pixel, int threads)
+{
+    uint16_t *col_rows = malloc(threads * (I + 1) * sizeof(uint16_t)); /* (threads, I+1) */
+    uint8_t *pixel_rows = malloc(threads * (I + 1));                  /* (threads, I+1) */
+    if (col_rows == NULL || pixel_rows == NULL) {
+        free(col_rows);
+        free(pixel_rows);
+        return -1;
+    }
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+    for (Py_ssize_t i = 0; i < N; i++) {
+        const unsigned char *x = X + i * I;
+        uint16_t *col_row = col_rows + THREAD_ID() * (I + 1);
+        uint8_t *pixel_row = pixel_rows + THREAD_ID() * (I + 1);
+        int32_t len = 0;
+        for (Py_ssize_t j0 = 0; j0 < I; j0 += 8) {
+            const Py_ssize_t j1 = j0 + 8 < I ? j0 + 8 : I;
+            if (j1 - j0 == 8) {
+                uint64_t word;
+                memcpy(&word, x + j0, 8);
+                if (word == 0) continue; /* eight zero pixels: MNIST's borders are blank */
+            }
+            for (Py_ssize_t j = j0; j < j1; j++) {
+                col_row[len] = (uint16_t)j;
+                pixel_row[len] = x[j];
+                len += x[j] != 0;
+            }
+        }
+        memcpy(col + indptr[i], col_row, len * sizeof(uint16_t));
+        memcpy(pixel + indptr[i], pixel_row, len);
+    }
+    free(col_rows);
+    free(pixel_rows);
+    return 0;
+}
 
 /* Memory for the large arrays of SparseRows: on Linux mapped with its pages made at once
  * (MAP_POPULATE), faster than a page fault per 4 KB when the rows are first written. */
@@ -325,10 +380,9 @@ static void big_free(void *p, size_t bytes)
 
 static void SparseRows_dealloc(SparseRows *self)
 {
-    const size_t real = self->is_double ? sizeof(double) : sizeof(float);
     free(self->indptr);
-    big_free(self->col, (self->nnz + 1) * sizeof(int32_t));
-    big_free(self->val, (self->nnz + 1) * real);
+    big_free(self->col, (self->nnz + 1) * col_size(self));
+    big_free(self->val, (self->nnz + 1) * val_size(self));
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -357,7 +411,7 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
     }
     SparseRows *self = (SparseRows *)type->tp_alloc(type, 0);
     if (self == NULL) goto no_memory;
-    self->N = N, self->I = I, self->is_double = is_double;
+    self->N = N, self->I = I, self->is_double = is_double, self->compact = pixels && I <= 65536;
     self->indptr = malloc((N + 1) * sizeof(int64_t));
     if (self->indptr == NULL) goto no_memory;
     self->indptr[0] = 0;
@@ -369,12 +423,14 @@ static PyObject *SparseRows_new(PyTypeObject *type, PyObject *args, PyObject *kw
     for (Py_ssize_t i = 0; i < N; i++) self->indptr[i + 1] += self->indptr[i];
     Py_END_ALLOW_THREADS
     self->nnz = self->indptr[N];
-    self->col = big_alloc((self->nnz + 1) * sizeof(int32_t));
-    self->val = big_alloc((self->nnz + 1) * real);
+    self->col = big_alloc((self->nnz + 1) * col_size(self));
+    self->val = big_alloc((self->nnz + 1) * val_size(self));
     if (self->col == NULL || self->val == NULL) goto no_memory;
     int filled;
     Py_BEGIN_ALLOW_THREADS
-    if (is_double)
+    if (self->compact)
+        filled = compact_rows(vX, N, I, self->indptr, self->col, self->val, threads);
+    else if (is_double)
         filled = DISPATCH(sparse_rows, _f64)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
     else
         filled = DISPATCH(sparse_rows, _f32)(vX, pixels, N, I, self->indptr, self->col, self->val, threads);
@@ -390,15 +446,15 @@ no_memory:
 
 static PyObject *SparseRows_arrays(SparseRows *self, PyObject *Py_UNUSED(ignored))
 {
-    const size_t real = self->is_double ? sizeof(double) : sizeof(float);
     return Py_BuildValue("(y#y#y#)", (const char *)self->indptr, (Py_ssize_t)((self->N + 1) * sizeof(int64_t)),
-                         (const char *)self->col, (Py_ssize_t)(self->nnz * sizeof(int32_t)), (const char *)self->val,
-                         (Py_ssize_t)(self->nnz * real));
+                         (const char *)self->col, (Py_ssize_t)(self->nnz * col_size(self)), (const char *)self->val,
+                         (Py_ssize_t)(self->nnz * val_size(self)));
 }
 
 static PyMethodDef SparseRows_methods[] = {
     {"arrays", (PyCFunction)SparseRows_arrays, METH_NOARGS,
-     "arrays() -> (indptr, col, val) as bytes: int64 (N+1,), int32 (nnz,), float32 or float64 (nnz,)."},
+     "arrays() -> (indptr, col, val) as bytes: int64 (N+1,); int32 (nnz,) and float32 or float64 (nnz,),\n"
+     "or, compact, uint16 (nnz,) and the uint8 pixels (nnz,)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -407,6 +463,7 @@ static PyMemberDef SparseRows_members[] = {
     {"I", T_PYSSIZET, offsetof(SparseRows, I), READONLY, "number of columns"},
     {"nnz", T_PYSSIZET, offsetof(SparseRows, nnz), READONLY, "number of nonzero entries"},
     {"is_double", T_INT, offsetof(SparseRows, is_double), READONLY, "1 if the values are float64"},
+    {"compact", T_INT, offsetof(SparseRows, compact), READONLY, "1 if the rows are compact (uint8 pixels)"},
     {NULL, 0, 0, 0, NULL},
 };
 
@@ -422,6 +479,22 @@ static PyTypeObject SparseRowsType = {
     .tp_methods = SparseRows_methods,
     .tp_new = SparseRows_new,
 };
+
+/* The rows as the kernel reads them (Data), for either float type, with the table of pixel values. */
+typedef struct {
+    float scaled32[256];
+    double scaled64[256];
+    Data_f32 f32;
+    Data_f64 f64;
+} RowsView;
+
+static void view_rows(const SparseRows *rows, RowsView *view)
+{
+    DISPATCH(init_scaled, _f32)(view->scaled32);
+    DISPATCH(init_scaled, _f64)(view->scaled64);
+    view->f32 = (Data_f32){rows->indptr, rows->col, rows->val, rows->compact, view->scaled32};
+    view->f64 = (Data_f64){rows->indptr, rows->col, rows->val, rows->compact, view->scaled64};
+}
 
 /* The data must match the net, and the rows order[start:stop] (or start..stop-1 without order)
  * must exist and have labels 0..K-1. */
@@ -489,14 +562,14 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
             goto done;
         }
     }
+    RowsView view;
+    view_rows(rows, &view);
     Py_BEGIN_ALLOW_THREADS
     if (is_double) {
-        DISPATCH(sgd_steps, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, vo, start, stop, lr, vp, vq,
-                                  threads, by_column);
+        DISPATCH(sgd_steps, _f64)(&lay.f64, &view.f64, vy, vo, start, stop, lr, vp, vq, threads, by_column);
         DISPATCH(copy_weights, _f64)(&lay.f64, (double *const *)lay.outside, 1);
     } else {
-        DISPATCH(sgd_steps, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, vo, start, stop, (float)lr, vp, vq,
-                                  threads, by_column);
+        DISPATCH(sgd_steps, _f32)(&lay.f32, &view.f32, vy, vo, start, stop, (float)lr, vp, vq, threads, by_column);
         DISPATCH(copy_weights, _f32)(&lay.f32, (float *const *)lay.outside, 1);
     }
     Py_END_ALLOW_THREADS
@@ -538,11 +611,13 @@ static PyObject *score(PyObject *self, PyObject *args)
     int64_t *vq = vp ? borrow(&borrowed, predicted, 1, N * (Py_ssize_t)sizeof(int64_t), "predicted") : NULL;
     if (vq == NULL) goto done;
     if (check_rows(rows, is_double, NULL, 0, N, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
+    RowsView view;
+    view_rows(rows, &view);
     Py_BEGIN_ALLOW_THREADS
     if (is_double)
-        DISPATCH(score, _f64)(&lay.f64, rows->indptr, rows->col, rows->val, vy, N, vp, vq, threads);
+        DISPATCH(score, _f64)(&lay.f64, &view.f64, vy, N, vp, vq, threads);
     else
-        DISPATCH(score, _f32)(&lay.f32, rows->indptr, rows->col, rows->val, vy, N, vp, vq, threads);
+        DISPATCH(score, _f32)(&lay.f32, &view.f32, vy, N, vp, vq, threads);
     Py_END_ALLOW_THREADS
     result = Py_None;
     Py_INCREF(result);

@@ -106,43 +106,73 @@ static ALWAYS_INLINE void FN(store)(REAL *p, TY(vec) v)
     memcpy(p, &v, sizeof v);
 }
 
+/* Entry t of a row: its column and its value x, from full rows (int32 columns, REAL values) or from
+ * compact ones (uint16 columns, pixel bytes: x = scaled[pixel]). Always inlined with a constant
+ * `compact`, so each kind of row gets its own loops. */
+static ALWAYS_INLINE Py_ssize_t FN(col_at)(const void *col, const int compact, int32_t t)
+{
+    return compact ? (Py_ssize_t)((const uint16_t *)col)[t] : (Py_ssize_t)((const int32_t *)col)[t];
+}
+
+static ALWAYS_INLINE REAL FN(x_at)(const void *val, const int compact, const REAL *scaled, int32_t t)
+{
+    return compact ? scaled[((const uint8_t *)val)[t]] : ((const REAL *)val)[t];
+}
+
 /* z[0:nv*VEC] = bias + sum_t x_t W[j_t, 0:nv*VEC], the sums kept in 2*nv vector registers: the
  * even t in one set, the odd in the other, so that two additions are in flight at a time. Always
- * inlined with a constant nv. */
-static ALWAYS_INLINE void FN(linear_block)(const int32_t *col, const REAL *val, int32_t n, const REAL *W,
-                                           Py_ssize_t P, const REAL *bias, REAL *z, const int nv)
+ * inlined with a constant nv and `compact`. */
+static ALWAYS_INLINE void FN(linear_block)(const void *col, const void *val, const int compact, const REAL *scaled,
+                                           int32_t n, const REAL *W, Py_ssize_t P, const REAL *bias, REAL *z,
+                                           const int nv)
 {
     TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
     for (int v = 0; v < nv; v++) even[v] = FN(load)(bias + v * VEC), odd[v] = (TY(vec)){0};
     int32_t t = 0;
     for (; t + 1 < n; t += 2) {
-        const REAL x0 = val[t], *w0 = W + (Py_ssize_t)col[t] * P;         /* (), (nv*VEC,) */
-        const REAL x1 = val[t + 1], *w1 = W + (Py_ssize_t)col[t + 1] * P; /* (), (nv*VEC,) */
+        const REAL x0 = FN(x_at)(val, compact, scaled, t), *w0 = W + FN(col_at)(col, compact, t) * P;
+        const REAL x1 = FN(x_at)(val, compact, scaled, t + 1), *w1 = W + FN(col_at)(col, compact, t + 1) * P;
         for (int v = 0; v < nv; v++) {
             even[v] += x0 * FN(load)(w0 + v * VEC); /* (VEC,) += () * (VEC,) */
             odd[v] += x1 * FN(load)(w1 + v * VEC);
         }
     }
-    if (t < n)
-        for (int v = 0; v < nv; v++) even[v] += val[t] * FN(load)(W + (Py_ssize_t)col[t] * P + v * VEC);
+    if (t < n) {
+        const REAL x = FN(x_at)(val, compact, scaled, t), *w = W + FN(col_at)(col, compact, t) * P;
+        for (int v = 0; v < nv; v++) even[v] += x * FN(load)(w + v * VEC);
+    }
     for (int v = 0; v < nv; v++) FN(store)(z + v * VEC, even[v] + odd[v]);
 }
 
 /* Linear.__call__ for one example, its outputs k_lo..k_hi-1: z = [x, 1] @ W = W[I] + sum_j x_j W[j],
- * over the n nonzero x_j (columns col, values val), BLOCK outputs at a time. z is (P,); its padding
- * comes out zero. */
-static void FN(linear)(const int32_t *col, const REAL *val, int32_t n, Py_ssize_t I, Py_ssize_t P, const REAL *W,
-                       REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
+ * over the n nonzero x_j (a row's entries: see col_at, x_at), BLOCK outputs at a time. z is (P,);
+ * its padding comes out zero. Always inlined with a constant `compact`. */
+static ALWAYS_INLINE void FN(linear_of)(const void *col, const void *val, const int compact, const REAL *scaled,
+                                        int32_t n, Py_ssize_t I, Py_ssize_t P, const REAL *W, REAL *z,
+                                        Py_ssize_t k_lo, Py_ssize_t k_hi)
 {
     for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += BLOCK) {
         const REAL *Wk = W + k0, *bias = W + I * P + k0;
         switch (k_hi - k0 < BLOCK ? (k_hi - k0) / VEC : BLOCK / VEC) { /* k_lo, k_hi: multiples of VEC */
-        case 4: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 4); break;
-        case 3: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 3); break;
-        case 2: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 2); break;
-        default: FN(linear_block)(col, val, n, Wk, P, bias, z + k0, 1); break;
+        case 4: FN(linear_block)(col, val, compact, scaled, n, Wk, P, bias, z + k0, 4); break;
+        case 3: FN(linear_block)(col, val, compact, scaled, n, Wk, P, bias, z + k0, 3); break;
+        case 2: FN(linear_block)(col, val, compact, scaled, n, Wk, P, bias, z + k0, 2); break;
+        default: FN(linear_block)(col, val, compact, scaled, n, Wk, P, bias, z + k0, 1); break;
         }
     }
+}
+
+/* linear_of for full rows (a hidden layer's inputs, float data) and for compact ones (pixels). */
+static void FN(linear)(const int32_t *col, const REAL *val, int32_t n, Py_ssize_t I, Py_ssize_t P, const REAL *W,
+                       REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
+{
+    FN(linear_of)(col, val, 0, NULL, n, I, P, W, z, k_lo, k_hi);
+}
+
+static void FN(linear_pixels)(const uint16_t *col, const uint8_t *pixel, const REAL *scaled, int32_t n,
+                              Py_ssize_t I, Py_ssize_t P, const REAL *W, REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
+{
+    FN(linear_of)(col, pixel, 1, scaled, n, I, P, W, z, k_lo, k_hi);
 }
 
 /* ReLU.__call__ for example b, writing the next layer's inputs: max(z, 0), its zeros skipped.
@@ -340,13 +370,28 @@ static void FN(share_outputs)(Py_ssize_t P, int h, int T, Py_ssize_t *k_lo, Py_s
     *k_hi = lines * (h + 1) / T * line < P ? lines * (h + 1) / T * line : P;
 }
 
-/* Example b of the batch is row `row` of the data: point the first layer's inputs at its sparse row. */
-static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const int64_t *indptr, const int32_t *col,
-                             const REAL *val, int64_t row)
+/* Example b of the batch is row `row` of the data: point the first layer's inputs at its sparse row,
+ * or, for compact rows, write its columns and values (I of each at most) into the inputs' store. */
+static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const TY(Data) *data, int64_t row, Py_ssize_t I)
 {
-    in->col[b] = col + indptr[row];
-    in->val[b] = val + indptr[row];
-    in->len[b] = (int32_t)(indptr[row + 1] - indptr[row]);
+    const int64_t a = data->indptr[row];
+    const int32_t n = (int32_t)(data->indptr[row + 1] - a);
+    in->len[b] = n;
+    if (!data->compact) {
+        in->col[b] = (const int32_t *)data->col + a;
+        in->val[b] = (const REAL *)data->val + a;
+        return;
+    }
+    const uint16_t *col = (const uint16_t *)data->col + a;
+    const uint8_t *pixel = (const uint8_t *)data->val + a;
+    int32_t *col_to = in->col_store + b * I;
+    REAL *val_to = in->val_store + b * I;
+    for (int32_t t = 0; t < n; t++) {
+        col_to[t] = col[t];
+        val_to[t] = data->scaled[pixel[t]];
+    }
+    in->col[b] = col_to;
+    in->val[b] = val_to;
 }
 
 /* The place in `order` of the example thread h of T trains `d` examples after the one at s + b (batches
@@ -377,17 +422,19 @@ static ALWAYS_INLINE void FN(prefetch_range)(const void *begin, const void *end)
  * `order` will need, its sparse row (whose indptr entries were asked for earlier), and the indptr
  * entries and label of the example at place `far` (-1: none). Always inlined: GCC counts a prefetch
  * as no side effect, and deletes the calls of a function that only prefetches and returns nothing. */
-static ALWAYS_INLINE void FN(prefetch_ahead)(const int64_t *indptr, const int32_t *col, const REAL *val,
-                                             const int64_t *y, const int64_t *order, Py_ssize_t near, Py_ssize_t far)
+static ALWAYS_INLINE void FN(prefetch_ahead)(const TY(Data) *data, const int64_t *y, const int64_t *order,
+                                             Py_ssize_t near, Py_ssize_t far)
 {
     if (far >= 0) {
-        PREFETCH(indptr + order[far]);
+        PREFETCH(data->indptr + order[far]);
         PREFETCH(y + order[far]);
     }
     if (near >= 0) {
-        const int64_t a = indptr[order[near]], b = indptr[order[near] + 1];
-        FN(prefetch_range)(col + a, col + b);
-        FN(prefetch_range)(val + a, val + b);
+        const int64_t a = data->indptr[order[near]], b = data->indptr[order[near] + 1];
+        const size_t col_size = data->compact ? sizeof(uint16_t) : sizeof(int32_t);
+        const size_t val_size = data->compact ? sizeof(uint8_t) : sizeof(REAL);
+        FN(prefetch_range)((const char *)data->col + a * col_size, (const char *)data->col + b * col_size);
+        FN(prefetch_range)((const char *)data->val + a * val_size, (const char *)data->val + b * val_size);
     }
 }
 
@@ -415,8 +462,7 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
  * then by rows of W (bp_param and the update of the other layers). They wait for each other twice a
  * step: after the first layer's forward, and before the updates. Every sum runs in the same order
  * whatever the number of threads, so the numbers do not depend on it. */
-static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
-                          const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
+static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
                           int64_t *predicted, int threads, char *by_column_scratch)
 {
     const int L = net->L;
@@ -443,16 +489,23 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
                 const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE; /* a tile for every example */
                 for (Py_ssize_t b = 0; b < b_count; b++) {
                     if (kt == k_lo)
-                        FN(prefetch_ahead)(indptr, col, val, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
+                        FN(prefetch_ahead)(data, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
                                            FN(place_ahead)(s, b, 2 * AHEAD, stop, B, 0, 1));
-                    const int64_t a = indptr[order[s + b]], n = indptr[order[s + b] + 1] - a;
-                    FN(linear)(col + a, val + a, (int32_t)n, I, P1, net->W[0], net->Z[0] + b * P1, kt, kt_hi);
+                    const int64_t a = data->indptr[order[s + b]];
+                    const int32_t n = (int32_t)(data->indptr[order[s + b] + 1] - a);
+                    REAL *z = net->Z[0] + b * P1;
+                    if (data->compact)
+                        FN(linear_pixels)((const uint16_t *)data->col + a, (const uint8_t *)data->val + a, data->scaled,
+                                          n, I, P1, net->W[0], z, kt, kt_hi);
+                    else
+                        FN(linear)((const int32_t *)data->col + a, (const REAL *)data->val + a, n, I, P1, net->W[0], z,
+                                   kt, kt_hi);
                 }
             }
             BARRIER(); /* the first layer's outputs are there */
             for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: the other layers, loss, bp_input */
                 const int64_t row = order[s + b];
-                FN(first_inputs)(&net->in[0], b, indptr, col, val, row); /* for the update */
+                FN(first_inputs)(&net->in[0], b, data, row, I); /* for the update */
                 REAL *logits = net->Z[0] + b * P1; /* (P1,) */
                 if (L > 1) {
                     FN(relu)(logits, net->n[1], &net->in[1], b);
@@ -484,8 +537,8 @@ static void FN(sgd_steps)(TY(Net) *net, const int64_t *indptr, const int32_t *co
 
 /* Inference on rows 0..N-1: log P(true class) and the predicted class of each row; `threads`
  * threads take a share of the rows each, thread h using the scratch of example h. */
-static void FN(score)(TY(Net) *net, const int64_t *indptr, const int32_t *col, const REAL *val, const int64_t *y,
-                      Py_ssize_t N, REAL *picked, int64_t *predicted, int threads)
+static void FN(score)(TY(Net) *net, const TY(Data) *data, const int64_t *y, Py_ssize_t N, REAL *picked,
+                      int64_t *predicted, int threads)
 {
     const Py_ssize_t K = net->n[net->L];
     (void)threads;
@@ -495,7 +548,7 @@ static void FN(score)(TY(Net) *net, const int64_t *indptr, const int32_t *col, c
     {
         const int h = THREAD_ID(), T = THREAD_COUNT();
         for (Py_ssize_t i = N * h / T; i < N * (h + 1) / T; i++) {
-            FN(first_inputs)(&net->in[0], h, indptr, col, val, i);
+            FN(first_inputs)(&net->in[0], h, data, i, net->n[0]);
             REAL *logits = FN(forward)(net, h, 0);
             picked[i] = FN(softmax_ce)(logits, K, net->p[net->L], y[i], &predicted[i]);
         }
