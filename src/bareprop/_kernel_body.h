@@ -230,18 +230,47 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
     }
 }
 
-/* W[j, 0:nv*VEC] -= lr * x_bj * G[b] for example b's nonzero inputs j in j_lo..j_hi-1, its G row kept
- * in nv registers. Always inlined with a constant nv. */
-static ALWAYS_INLINE void FN(update_example)(const int32_t *col, const REAL *val, int32_t t, int32_t len,
-                                             int32_t j_hi, const REAL *g, Py_ssize_t P, REAL *W, REAL lr,
-                                             const int nv)
+/* W[j, 0:nv*VEC] -= lr * x_bj * G[b] for example b's nonzero inputs j (a row's entries from the t-th,
+ * see col_at and x_at) up to j_hi-1, its G row kept in nv registers. Always inlined with a constant
+ * nv and `compact`. */
+static ALWAYS_INLINE void FN(update_example)(const void *col, const void *val, const int compact, const REAL *scaled,
+                                             int32_t t, int32_t len, int32_t j_hi, const REAL *g, Py_ssize_t P,
+                                             REAL *W, REAL lr, const int nv)
 {
     TY(vec) gv[BLOCK / VEC]; /* (nv, VEC) */
     for (int v = 0; v < nv; v++) gv[v] = FN(load)(g + v * VEC);
-    for (; t < len && col[t] < j_hi; t++) {
-        const REAL c = -lr * val[t]; /* () */
-        REAL *w = W + (Py_ssize_t)col[t] * P;
+    for (; t < len && FN(col_at)(col, compact, t) < j_hi; t++) {
+        const REAL c = -lr * FN(x_at)(val, compact, scaled, t); /* () */
+        REAL *w = W + FN(col_at)(col, compact, t) * P;
         for (int v = 0; v < nv; v++) FN(store)(w + v * VEC, FN(load)(w + v * VEC) + c * gv[v]);
+    }
+}
+
+/* The bias row's update, columns k_lo..k_hi-1: its input is the ones column, so dW's row is the sum of G
+ * over the batch. */
+static void FN(update_bias)(REAL *w, const REAL *G, Py_ssize_t b_count, Py_ssize_t P, REAL lr, Py_ssize_t k_lo,
+                            Py_ssize_t k_hi)
+{
+    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
+        TY(vec) sum = {0}; /* (VEC,) */
+        for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
+        FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
+    }
+}
+
+/* update_example over the columns kt..kt_hi-1 of W, BLOCK at a time. Always inlined with a constant
+ * `compact`. */
+static ALWAYS_INLINE void FN(update_row_of)(const void *col, const void *val, const int compact, const REAL *scaled,
+                                            int32_t t, int32_t len, int32_t j_hi, const REAL *g, Py_ssize_t P,
+                                            REAL *W, REAL lr, Py_ssize_t kt, Py_ssize_t kt_hi)
+{
+    for (Py_ssize_t k0 = kt; k0 < kt_hi; k0 += BLOCK) {
+        switch (kt_hi - k0 < BLOCK ? (kt_hi - k0) / VEC : BLOCK / VEC) {
+        case 4: FN(update_example)(col, val, compact, scaled, t, len, j_hi, g + k0, P, W + k0, lr, 4); break;
+        case 3: FN(update_example)(col, val, compact, scaled, t, len, j_hi, g + k0, P, W + k0, lr, 3); break;
+        case 2: FN(update_example)(col, val, compact, scaled, t, len, j_hi, g + k0, P, W + k0, lr, 2); break;
+        default: FN(update_example)(col, val, compact, scaled, t, len, j_hi, g + k0, P, W + k0, lr, 1); break;
+        }
     }
 }
 
@@ -264,44 +293,77 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
                 const int32_t mid = t + (hi - t) / 2;
                 if (col[mid] < j_lo) t = mid + 1; else hi = mid;
             }
-            for (Py_ssize_t k0 = kt; k0 < kt_hi; k0 += BLOCK) {
-                const REAL *g = G + b * P + k0;
-                switch (kt_hi - k0 < BLOCK ? (kt_hi - k0) / VEC : BLOCK / VEC) {
-                case 4: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 4); break;
-                case 3: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 3); break;
-                case 2: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 2); break;
-                default: FN(update_example)(col, in->val[b], t, len, j_hi, g, P, W + k0, lr, 1); break;
-                }
-            }
+            FN(update_row_of)(col, in->val[b], 0, NULL, t, len, j_hi, G + b * P, P, W, lr, kt, kt_hi);
         }
     }
-    if (!bias) return;
-    REAL *w = W + I * P; /* (P,): the bias row; its input is the ones column */
-    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
-        TY(vec) sum = {0}; /* (VEC,) */
-        for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
-        FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
+    if (bias) FN(update_bias)(W + I * P, G, b_count, P, lr, k_lo, k_hi);
+}
+
+/* The same for the first layer, all its rows and the columns k_lo..k_hi-1 (one thread's share), its
+ * inputs read straight from the data's rows (those of the examples rows[0..b_count-1]). Always
+ * inlined with a constant `compact`. */
+static ALWAYS_INLINE void FN(update_first_of)(TY(Net) *net, const TY(Data) *data, const int compact,
+                                              const int64_t *rows, Py_ssize_t b_count, REAL lr, Py_ssize_t k_lo,
+                                              Py_ssize_t k_hi)
+{
+    const Py_ssize_t I = net->n[0], P = net->p[1];
+    const size_t col_size = compact ? sizeof(uint16_t) : sizeof(int32_t);
+    const size_t val_size = compact ? sizeof(uint8_t) : sizeof(REAL);
+    REAL *W = net->W[0], *G = net->Z[0];
+    for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* a tile of columns for every example, then the next */
+        const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE;
+        for (Py_ssize_t b = 0; b < b_count; b++) {
+            const int64_t a = data->indptr[rows[b]];
+            const int32_t len = (int32_t)(data->indptr[rows[b] + 1] - a);
+            FN(update_row_of)((const char *)data->col + a * col_size, (const char *)data->val + a * val_size, compact,
+                              data->scaled, 0, len, (int32_t)I, G + b * P, P, W, lr, kt, kt_hi);
+        }
+    }
+    FN(update_bias)(W + I * P, G, b_count, P, lr, k_lo, k_hi);
+}
+
+static void FN(update_first)(TY(Net) *net, const TY(Data) *data, const int64_t *rows, Py_ssize_t b_count, REAL lr,
+                             Py_ssize_t k_lo, Py_ssize_t k_hi)
+{
+    if (data->compact)
+        FN(update_first_of)(net, data, 1, rows, b_count, lr, k_lo, k_hi);
+    else
+        FN(update_first_of)(net, data, 0, rows, b_count, lr, k_lo, k_hi);
+}
+
+/* The batch's first-layer inputs (the data's rows rows[0..b_count-1]) by column: for each input j, the
+ * examples b with x_bj != 0 and their x_bj, b ascending, at place start[j]..start[j+1]-1 of eb and ex
+ * (a counting sort of the entries). */
+static ALWAYS_INLINE void FN(by_column_of)(const TY(Data) *data, const int compact, const int64_t *rows,
+                                            Py_ssize_t b_count, Py_ssize_t I, int32_t *start, int32_t *eb, REAL *ex)
+{
+    const size_t col_size = compact ? sizeof(uint16_t) : sizeof(int32_t);
+    const size_t val_size = compact ? sizeof(uint8_t) : sizeof(REAL);
+    memset(start, 0, (I + 2) * sizeof(int32_t));
+    for (Py_ssize_t b = 0; b < b_count; b++) {
+        const int64_t a = data->indptr[rows[b]], len = data->indptr[rows[b] + 1] - a;
+        const void *col = (const char *)data->col + a * col_size;
+        for (int32_t t = 0; t < len; t++) start[FN(col_at)(col, compact, t) + 2]++; /* counts, two places on */
+    }
+    for (Py_ssize_t j = 2; j <= I + 1; j++) start[j] += start[j - 1]; /* start[j+1]: where column j begins */
+    for (Py_ssize_t b = 0; b < b_count; b++) {
+        const int64_t a = data->indptr[rows[b]], len = data->indptr[rows[b] + 1] - a;
+        const void *col = (const char *)data->col + a * col_size, *val = (const char *)data->val + a * val_size;
+        for (int32_t t = 0; t < len; t++) {
+            const int32_t at = start[FN(col_at)(col, compact, t) + 1]++; /* ends where column j+1 begins */
+            eb[at] = (int32_t)b;
+            ex[at] = FN(x_at)(val, compact, data->scaled, t);
+        }
     }
 }
 
-/* The batch's first-layer inputs by column: for each input j, the examples b with x_bj != 0 and their
- * x_bj, b ascending, at place start[j]..start[j+1]-1 of eb and ex (a counting sort of the entries). */
-static void FN(by_column)(const TY(Inputs) *in, Py_ssize_t b_count, Py_ssize_t I, int32_t *start, int32_t *eb,
-                          REAL *ex)
+static void FN(by_column)(const TY(Data) *data, const int64_t *rows, Py_ssize_t b_count, Py_ssize_t I,
+                          int32_t *start, int32_t *eb, REAL *ex)
 {
-    memset(start, 0, (I + 2) * sizeof(int32_t));
-    for (Py_ssize_t b = 0; b < b_count; b++)
-        for (int32_t t = 0; t < in->len[b]; t++) start[in->col[b][t] + 2]++; /* counts, two places on */
-    for (Py_ssize_t j = 2; j <= I + 1; j++) start[j] += start[j - 1]; /* start[j+1]: where column j begins */
-    for (Py_ssize_t b = 0; b < b_count; b++) {
-        const int32_t *col = in->col[b];
-        const REAL *val = in->val[b];
-        for (int32_t t = 0; t < in->len[b]; t++) {
-            const int32_t at = start[col[t] + 1]++; /* ends at column j's end: where column j+1 begins */
-            eb[at] = (int32_t)b;
-            ex[at] = val[t];
-        }
-    }
+    if (data->compact)
+        FN(by_column_of)(data, 1, rows, b_count, I, start, eb, ex);
+    else
+        FN(by_column_of)(data, 0, rows, b_count, I, start, eb, ex);
 }
 
 /* w[0:nv*VEC] -= lr * sum_t ex[t] G[eb[t]] over the n entries of one column: dW's row j, summed in
@@ -352,12 +414,7 @@ static void FN(update_by_column)(TY(Net) *net, const int32_t *start, const int32
             }
         }
     }
-    REAL *w = W + I * P; /* (P,): the bias row, as in bp_param_and_update */
-    for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
-        TY(vec) sum = {0}; /* (VEC,) */
-        for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
-        FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
-    }
+    FN(update_bias)(W + I * P, G, b_count, P, lr, k_lo, k_hi);
 }
 
 /* The outputs k_lo..k_hi-1 of the first layer (padded width P) that thread h of T computes and updates:
@@ -505,7 +562,6 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
             BARRIER(); /* the first layer's outputs are there */
             for (Py_ssize_t b = b_lo; b < b_hi; b++) { /* example by example: the other layers, loss, bp_input */
                 const int64_t row = order[s + b];
-                FN(first_inputs)(&net->in[0], b, data, row, I); /* for the update */
                 REAL *logits = net->Z[0] + b * P1; /* (P1,) */
                 if (L > 1) {
                     FN(relu)(logits, net->n[1], &net->in[1], b);
@@ -524,9 +580,9 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
                                         net->p[l + 1], h == 0);
             }
             if (by_column_scratch == NULL) { /* and its columns of the first */
-                FN(bp_param_and_update)(net, 0, b_count, lr, 0, (int32_t)I, k_lo, k_hi, 1);
+                FN(update_first)(net, data, order + s, b_count, lr, k_lo, k_hi);
             } else {
-                FN(by_column)(&net->in[0], b_count, I, cstart, eb, ex);
+                FN(by_column)(data, order + s, b_count, I, cstart, eb, ex);
                 FN(update_by_column)(net, cstart, eb, ex, b_count, lr, k_lo, k_hi);
             }
             /* No wait here: the next step's first Linear reads and writes this thread's columns of the
