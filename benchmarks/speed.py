@@ -429,8 +429,8 @@ def main():
             b, t, o = row["bareprop"], row["torch"], row["bareprop_other_path"]
             print(f"{row['hidden']:>7}{row['batch']:>7}{row['bareprop_path']:>15}{b['samples_per_s']:>11.0f}"
                   f"{b['gflops']:>9.1f}{t['samples_per_s']:>17.0f}{t['gflops']:>9.1f}"
-                  f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.0f}%"
-                  f"{row['percent_of_sgemm_beside']:>18.0f}%{o['samples_per_s'] / b['samples_per_s']:>18.2f}x")
+                  f"{b['samples_per_s'] / t['samples_per_s']:>15.2f}x{100 * b['gflops'] / peak:>10.1f}%"
+                  f"{row['percent_of_sgemm_beside']:>18.1f}%{o['samples_per_s'] / b['samples_per_s']:>18.2f}x")
         print("(GFLOP/s: the dense products' flops over the time; the kernel skips zero inputs, so for it an "
               "effective rate. % of peak: the median over the table's highest sgemm; % of sgemm beside: the "
               "median, over the repetitions, of each against an sgemm timed just before it)")
