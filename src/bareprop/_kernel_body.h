@@ -518,8 +518,12 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
  * the loss, bp_input: one example needs only its own numbers and the weights before the update),
  * then by rows of W (bp_param and the update of the other layers). They wait for each other twice a
  * step: after the first layer's forward, and before the updates. Every sum runs in the same order
- * whatever the number of threads, so the numbers do not depend on it. */
-static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, const int64_t *order, Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
+ * whatever the number of threads, so the numbers do not depend on it.
+ *
+ * The first layer reads the data's rows as they are (full or compact). It is updated one input at a
+ * time (update_first) or, given by_column_scratch (BY_COLUMN_BYTES a thread), by column. */
+static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, const int64_t *order,
+                          Py_ssize_t start, Py_ssize_t stop, REAL lr, REAL *picked,
                           int64_t *predicted, int threads, char *by_column_scratch)
 {
     const int L = net->L;
@@ -541,7 +545,8 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
             ex = (REAL *)(mine + ROUND64((I + 2) * sizeof(int32_t)) + ROUND64(B * I * sizeof(int32_t)));
         }
         for (Py_ssize_t s = start; s < stop; s += B) {
-            const Py_ssize_t b_count = stop - s < B ? stop - s : B, b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T;
+            const Py_ssize_t b_count = stop - s < B ? stop - s : B;
+            const Py_ssize_t b_lo = b_count * h / T, b_hi = b_count * (h + 1) / T; /* this thread's examples */
             for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* the first Linear: this thread's outputs, */
                 const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE; /* a tile for every example */
                 for (Py_ssize_t b = 0; b < b_count; b++) {

@@ -81,7 +81,7 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
         start = time.perf_counter()
         epoch_batches = batches(len(X), batch_size, rng)
         step_hook = None if on_batch is None else lambda i, running: on_batch(history, i, len(epoch_batches), running)
-        with _fast.blas_threads_for(net, batch_size, fast_sgd):  # the same BLAS threads for readable and NumPy: same bits
+        with _fast.blas_threads_for(net, batch_size, fast_sgd):  # readable and NumPy alike: the same bits
             first = epoch_batches[0]
             # for the record, the gradients of the epoch's first batch: the NumPy fast path has them anyway;
             # elsewhere they cost one extra batch (forward and backward) per epoch
