@@ -138,6 +138,26 @@ def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("batch_size", [64, 256, 1000])
+def test_a_kernel_call_covers_at_most_max_examples(mnist_subset, monkeypatch, batch_size):
+    """Python (and so Ctrl-C) waits for a kernel call: each covers whole batches, 16,384 examples at most."""
+    X, y = mnist_subset
+    X, y = np.concatenate([X] * 7), np.concatenate([y] * 7)  # 21,000 examples: more than one call
+    calls, sgd_steps = [], _kernel.sgd_steps
+
+    def recording(*args):
+        calls.append((args[6], args[7]))  # start, stop
+        return sgd_steps(*args)
+
+    monkeypatch.setattr(_kernel, "sgd_steps", recording)
+    net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
+    train(net, X, y, epochs=1, batch_size=batch_size, rng=np.random.default_rng(0))
+    assert calls[0][0] == 0 and calls[-1][1] == len(X) and len(calls) > 1
+    for (start, stop), (next_start, _) in zip(calls, calls[1:] + [(len(X), None)]):
+        assert stop == next_start and start % batch_size == 0
+        assert 0 < stop - start <= _fast.KernelSGD.MAX_EXAMPLES
+
+
 def test_the_thread_chooser_runs_the_faster_count_and_keeps_trying_the_other():
     chooser = _fast.ThreadChooser(2)
     seconds_per_batch = {2: 1.0, 1: 3.0}  # two threads three times as fast

@@ -325,7 +325,7 @@ class KernelSGD:
     """
 
     CHUNK = 16  # batches per kernel call when a per-batch hook (a progress bar) must be called
-    MAX_CHUNK = 256  # and at most this many otherwise: Ctrl-C waits for the call running to return
+    MAX_EXAMPLES = 16384  # examples per call otherwise (256 batches of 64): Ctrl-C waits for the call running
 
     @staticmethod
     def takes(net, batch_size):
@@ -374,7 +374,7 @@ class KernelSGD:
         picked = np.empty(len(order), self.dtype)  # (N,) log P(true class), in batch order
         predicted = np.empty(len(order), np.int64)  # (N,)
         labels = y64[order]  # (N,) in batch order
-        chunk = self.MAX_CHUNK if on_step is None else self.CHUNK
+        chunk = max(1, self.MAX_EXAMPLES // self.batch_size) if on_step is None else self.CHUNK
         for first in range(0, len(epoch_batches), chunk):
             last = min(first + chunk, len(epoch_batches))  # batches first..last-1 in this call
             start, stop = first * self.batch_size, min(last * self.batch_size, len(order))
