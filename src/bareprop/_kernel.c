@@ -226,8 +226,9 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         const size_t I = (size_t)lay->n[l], O = (size_t)lay->n[l + 1], P = (size_t)lay->p[l + 1];
         lay->outside[l] = borrow(borrowed, PyTuple_GET_ITEM(Ws, l), 1, (Py_ssize_t)((I + 1) * O * real), "a weight matrix");
         if (lay->outside[l] == NULL) return -1;
+        const size_t S = l == 0 ? 0 : I; /* the first layer reads the data's rows: no store */
         total += 2 * round64(B * ptr) + round64(B * sizeof(int32_t));           /* inputs: col, val, len */
-        total += round64(B * I * sizeof(int32_t)) + round64(B * I * real);      /* inputs: the stores */
+        total += round64(B * S * sizeof(int32_t)) + round64(B * S * real);      /* inputs: the stores */
         total += round64(B * P * real) + round64((I + 1) * P * real);           /* Z, W */
     }
     int same = ws->block != NULL && ws->size == total && ws->L == L && ws->is_double == is_double && ws->B == B;
@@ -253,16 +254,16 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         TAKE((in)->col, const int32_t *, (size_t)B);                                                     \
         TAKE((in)->val, const real_t *, (size_t)B);                                                      \
         TAKE((in)->len, int32_t, (size_t)B);                                                             \
-        TAKE((in)->col_store, int32_t, B * I);                                                           \
-        TAKE((in)->val_store, real_t, B * I);                                                            \
+        TAKE((in)->col_store, int32_t, B * S);                                                           \
+        TAKE((in)->val_store, real_t, B * S);                                                            \
         for (Py_ssize_t b = 0; b < B; b++)                                                               \
-            (in)->col[b] = (in)->col_store + b * I, (in)->val[b] = (in)->val_store + b * I;              \
+            (in)->col[b] = (in)->col_store + b * S, (in)->val[b] = (in)->val_store + b * S;              \
         TAKE(lay->Z[l], real_t, B * P);                                                                  \
         TAKE(lay->W[l], real_t, (I + 1) * P);                                                            \
         memset(lay->W[l], 0, (I + 1) * P * sizeof(real_t)); /* the padding columns: zero */             \
     } while (0)
     for (int l = 0; l < L; l++) {
-        const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1];
+        const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1], S = l == 0 ? 0 : I;
         if (is_double)
             LAY_OUT_LAYER(&lay->in64[l], double);
         else

@@ -119,6 +119,26 @@ static ALWAYS_INLINE REAL FN(x_at)(const void *val, const int compact, const REA
     return compact ? scaled[((const uint8_t *)val)[t]] : ((const REAL *)val)[t];
 }
 
+static ALWAYS_INLINE size_t FN(col_bytes)(const int compact)
+{
+    return compact ? sizeof(uint16_t) : sizeof(int32_t);
+}
+
+static ALWAYS_INLINE size_t FN(val_bytes)(const int compact)
+{
+    return compact ? sizeof(uint8_t) : sizeof(REAL);
+}
+
+/* Row `row` of the data: its entries' columns and values (for col_at and x_at) and their number. */
+static ALWAYS_INLINE int32_t FN(row_at)(const TY(Data) *data, const int compact, int64_t row, const void **col,
+                                        const void **val)
+{
+    const int64_t a = data->indptr[row];
+    *col = (const char *)data->col + a * FN(col_bytes)(compact);
+    *val = (const char *)data->val + a * FN(val_bytes)(compact);
+    return (int32_t)(data->indptr[row + 1] - a);
+}
+
 /* z[0:nv*VEC] = bias + sum_t x_t W[j_t, 0:nv*VEC], the sums kept in 2*nv vector registers: the
  * even t in one set, the odd in the other, so that two additions are in flight at a time. Always
  * inlined with a constant nv and `compact`. */
@@ -162,17 +182,25 @@ static ALWAYS_INLINE void FN(linear_of)(const void *col, const void *val, const 
     }
 }
 
-/* linear_of for full rows (a hidden layer's inputs, float data) and for compact ones (pixels). */
+/* linear_of for a hidden layer's inputs (full rows, all outputs), and for the first layer, whose
+ * inputs are row `row` of the data, read as they are: z, (P,), gets its outputs k_lo..k_hi-1. */
 static void FN(linear)(const int32_t *col, const REAL *val, int32_t n, Py_ssize_t I, Py_ssize_t P, const REAL *W,
-                       REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
+                       REAL *z)
 {
-    FN(linear_of)(col, val, 0, NULL, n, I, P, W, z, k_lo, k_hi);
+    FN(linear_of)(col, val, 0, NULL, n, I, P, W, z, 0, P);
 }
 
-static void FN(linear_pixels)(const uint16_t *col, const uint8_t *pixel, const REAL *scaled, int32_t n,
-                              Py_ssize_t I, Py_ssize_t P, const REAL *W, REAL *z, Py_ssize_t k_lo, Py_ssize_t k_hi)
+static void FN(linear_first)(TY(Net) *net, const TY(Data) *data, int64_t row, REAL *z, Py_ssize_t k_lo,
+                             Py_ssize_t k_hi)
 {
-    FN(linear_of)(col, pixel, 1, scaled, n, I, P, W, z, k_lo, k_hi);
+    const void *col, *val;
+    if (data->compact) {
+        const int32_t n = FN(row_at)(data, 1, row, &col, &val);
+        FN(linear_of)(col, val, 1, data->scaled, n, net->n[0], net->p[1], net->W[0], z, k_lo, k_hi);
+    } else {
+        const int32_t n = FN(row_at)(data, 0, row, &col, &val);
+        FN(linear_of)(col, val, 0, NULL, n, net->n[0], net->p[1], net->W[0], z, k_lo, k_hi);
+    }
 }
 
 /* ReLU.__call__ for example b, writing the next layer's inputs: max(z, 0), its zeros skipped.
@@ -274,18 +302,18 @@ static ALWAYS_INLINE void FN(update_row_of)(const void *col, const void *val, co
     }
 }
 
-/* Linear.bp_param and the post's SGD update, W -= lr * dW with dW = [X, 1].T @ G summed over the
- * batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`) and its columns k_lo..k_hi-1:
- * one thread's share. dW's row j is the sum over the examples of x_bj G[b]; each nonzero term is
- * subtracted from W as it comes (the same sum, in another order), so a zero input costs nothing. */
+/* Linear.bp_param and the post's SGD update for a hidden layer l, W -= lr * dW with dW = [X, 1].T @ G
+ * summed over the batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's
+ * share. dW's row j is the sum over the examples of x_bj G[b]; each nonzero term is subtracted from W
+ * as it comes (the same sum, in another order), so a zero input costs nothing. */
 static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi,
-                                    Py_ssize_t k_lo, Py_ssize_t k_hi, int bias)
+                                    int bias)
 {
     const Py_ssize_t I = net->n[l], P = net->p[l + 1];
     const TY(Inputs) *in = &net->in[l];
     REAL *W = net->W[l], *G = net->Z[l];
-    for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* a tile of columns for every example, then the next */
-        const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE;
+    for (Py_ssize_t kt = 0; kt < P; kt += TILE) { /* a tile of columns for every example, then the next */
+        const Py_ssize_t kt_hi = P - kt < TILE ? P : kt + TILE;
         for (Py_ssize_t b = 0; b < b_count; b++) {
             const int32_t *col = in->col[b], len = in->len[b];
             int32_t t = 0, hi = len;
@@ -296,7 +324,7 @@ static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REA
             FN(update_row_of)(col, in->val[b], 0, NULL, t, len, j_hi, G + b * P, P, W, lr, kt, kt_hi);
         }
     }
-    if (bias) FN(update_bias)(W + I * P, G, b_count, P, lr, k_lo, k_hi);
+    if (bias) FN(update_bias)(W + I * P, G, b_count, P, lr, 0, P);
 }
 
 /* The same for the first layer, all its rows and the columns k_lo..k_hi-1 (one thread's share), its
@@ -307,16 +335,13 @@ static ALWAYS_INLINE void FN(update_first_of)(TY(Net) *net, const TY(Data) *data
                                               Py_ssize_t k_hi)
 {
     const Py_ssize_t I = net->n[0], P = net->p[1];
-    const size_t col_size = compact ? sizeof(uint16_t) : sizeof(int32_t);
-    const size_t val_size = compact ? sizeof(uint8_t) : sizeof(REAL);
     REAL *W = net->W[0], *G = net->Z[0];
     for (Py_ssize_t kt = k_lo; kt < k_hi; kt += TILE) { /* a tile of columns for every example, then the next */
         const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE;
         for (Py_ssize_t b = 0; b < b_count; b++) {
-            const int64_t a = data->indptr[rows[b]];
-            const int32_t len = (int32_t)(data->indptr[rows[b] + 1] - a);
-            FN(update_row_of)((const char *)data->col + a * col_size, (const char *)data->val + a * val_size, compact,
-                              data->scaled, 0, len, (int32_t)I, G + b * P, P, W, lr, kt, kt_hi);
+            const void *col, *val;
+            const int32_t len = FN(row_at)(data, compact, rows[b], &col, &val);
+            FN(update_row_of)(col, val, compact, data->scaled, 0, len, (int32_t)I, G + b * P, P, W, lr, kt, kt_hi);
         }
     }
     FN(update_bias)(W + I * P, G, b_count, P, lr, k_lo, k_hi);
@@ -337,18 +362,15 @@ static void FN(update_first)(TY(Net) *net, const TY(Data) *data, const int64_t *
 static ALWAYS_INLINE void FN(by_column_of)(const TY(Data) *data, const int compact, const int64_t *rows,
                                             Py_ssize_t b_count, Py_ssize_t I, int32_t *start, int32_t *eb, REAL *ex)
 {
-    const size_t col_size = compact ? sizeof(uint16_t) : sizeof(int32_t);
-    const size_t val_size = compact ? sizeof(uint8_t) : sizeof(REAL);
+    const void *col, *val;
     memset(start, 0, (I + 2) * sizeof(int32_t));
     for (Py_ssize_t b = 0; b < b_count; b++) {
-        const int64_t a = data->indptr[rows[b]], len = data->indptr[rows[b] + 1] - a;
-        const void *col = (const char *)data->col + a * col_size;
+        const int32_t len = FN(row_at)(data, compact, rows[b], &col, &val);
         for (int32_t t = 0; t < len; t++) start[FN(col_at)(col, compact, t) + 2]++; /* counts, two places on */
     }
     for (Py_ssize_t j = 2; j <= I + 1; j++) start[j] += start[j - 1]; /* start[j+1]: where column j begins */
     for (Py_ssize_t b = 0; b < b_count; b++) {
-        const int64_t a = data->indptr[rows[b]], len = data->indptr[rows[b] + 1] - a;
-        const void *col = (const char *)data->col + a * col_size, *val = (const char *)data->val + a * val_size;
+        const int32_t len = FN(row_at)(data, compact, rows[b], &col, &val);
         for (int32_t t = 0; t < len; t++) {
             const int32_t at = start[FN(col_at)(col, compact, t) + 1]++; /* ends where column j+1 begins */
             eb[at] = (int32_t)b;
@@ -427,45 +449,11 @@ static void FN(share_outputs)(Py_ssize_t P, int h, int T, Py_ssize_t *k_lo, Py_s
     *k_hi = lines * (h + 1) / T * line < P ? lines * (h + 1) / T * line : P;
 }
 
-/* Example b of the batch is row `row` of the data: point the first layer's inputs at its sparse row,
- * or, for compact rows, write its columns and values (I of each at most) into the inputs' store. */
-static void FN(first_inputs)(TY(Inputs) *in, Py_ssize_t b, const TY(Data) *data, int64_t row, Py_ssize_t I)
+/* The place in `order` of the example `d` examples after example b of the batch at s, or -1 if there
+ * is none before stop. */
+static Py_ssize_t FN(place_ahead)(Py_ssize_t s, Py_ssize_t b, Py_ssize_t d, Py_ssize_t stop)
 {
-    const int64_t a = data->indptr[row];
-    const int32_t n = (int32_t)(data->indptr[row + 1] - a);
-    in->len[b] = n;
-    if (!data->compact) {
-        in->col[b] = (const int32_t *)data->col + a;
-        in->val[b] = (const REAL *)data->val + a;
-        return;
-    }
-    const uint16_t *col = (const uint16_t *)data->col + a;
-    const uint8_t *pixel = (const uint8_t *)data->val + a;
-    int32_t *col_to = in->col_store + b * I;
-    REAL *val_to = in->val_store + b * I;
-    for (int32_t t = 0; t < n; t++) {
-        col_to[t] = col[t];
-        val_to[t] = data->scaled[pixel[t]];
-    }
-    in->col[b] = col_to;
-    in->val[b] = val_to;
-}
-
-/* The place in `order` of the example thread h of T trains `d` examples after the one at s + b (batches
- * of B from s on, up to stop; in each, thread h takes the examples count*h/T to count*(h+1)/T - 1),
- * or -1 if there is none before stop. */
-static Py_ssize_t FN(place_ahead)(Py_ssize_t s, Py_ssize_t b, Py_ssize_t d, Py_ssize_t stop, Py_ssize_t B, int h,
-                                  int T)
-{
-    Py_ssize_t count = stop - s < B ? stop - s : B, k = b + d;
-    while (k >= count * (h + 1) / T) { /* past this thread's share of the batch at s: into the next batch */
-        k -= count * (h + 1) / T;
-        s += B;
-        if (s >= stop) return -1;
-        count = stop - s < B ? stop - s : B;
-        k += count * h / T;
-    }
-    return s + k;
+    return s + b + d < stop ? s + b + d : -1;
 }
 
 /* Start loading the cache lines of the bytes from `begin` up to `end` (a hint: it changes no result). */
@@ -487,11 +475,10 @@ static ALWAYS_INLINE void FN(prefetch_ahead)(const TY(Data) *data, const int64_t
         PREFETCH(y + order[far]);
     }
     if (near >= 0) {
-        const int64_t a = data->indptr[order[near]], b = data->indptr[order[near] + 1];
-        const size_t col_size = data->compact ? sizeof(uint16_t) : sizeof(int32_t);
-        const size_t val_size = data->compact ? sizeof(uint8_t) : sizeof(REAL);
-        FN(prefetch_range)((const char *)data->col + a * col_size, (const char *)data->col + b * col_size);
-        FN(prefetch_range)((const char *)data->val + a * val_size, (const char *)data->val + b * val_size);
+        const void *col, *val;
+        const int32_t n = FN(row_at)(data, data->compact, order[near], &col, &val);
+        FN(prefetch_range)(col, (const char *)col + n * FN(col_bytes)(data->compact));
+        FN(prefetch_range)(val, (const char *)val + n * FN(val_bytes)(data->compact));
     }
 }
 
@@ -503,7 +490,7 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
         const Py_ssize_t P = net->p[l + 1];
         const TY(Inputs) *in = &net->in[l];
         REAL *z = net->Z[l] + b * P;
-        FN(linear)(in->col[b], in->val[b], in->len[b], net->n[l], P, net->W[l], z, 0, P);
+        FN(linear)(in->col[b], in->val[b], in->len[b], net->n[l], P, net->W[l], z);
         if (l < net->L - 1) FN(relu)(z, net->n[l + 1], &net->in[l + 1], b);
     }
     return net->Z[net->L - 1] + b * net->p[net->L];
@@ -551,17 +538,9 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
                 const Py_ssize_t kt_hi = k_hi - kt < TILE ? k_hi : kt + TILE; /* a tile for every example */
                 for (Py_ssize_t b = 0; b < b_count; b++) {
                     if (kt == k_lo)
-                        FN(prefetch_ahead)(data, y, order, FN(place_ahead)(s, b, AHEAD, stop, B, 0, 1),
-                                           FN(place_ahead)(s, b, 2 * AHEAD, stop, B, 0, 1));
-                    const int64_t a = data->indptr[order[s + b]];
-                    const int32_t n = (int32_t)(data->indptr[order[s + b] + 1] - a);
-                    REAL *z = net->Z[0] + b * P1;
-                    if (data->compact)
-                        FN(linear_pixels)((const uint16_t *)data->col + a, (const uint8_t *)data->val + a, data->scaled,
-                                          n, I, P1, net->W[0], z, kt, kt_hi);
-                    else
-                        FN(linear)((const int32_t *)data->col + a, (const REAL *)data->val + a, n, I, P1, net->W[0], z,
-                                   kt, kt_hi);
+                        FN(prefetch_ahead)(data, y, order, FN(place_ahead)(s, b, AHEAD, stop),
+                                           FN(place_ahead)(s, b, 2 * AHEAD, stop));
+                    FN(linear_first)(net, data, order[s + b], net->Z[0] + b * P1, kt, kt_hi);
                 }
             }
             BARRIER(); /* the first layer's outputs are there */
@@ -581,8 +560,8 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
             BARRIER(); /* every example's dloss/dZ is there, and no W is read any more in this step */
             for (int l = L - 1; l > 0; l--) { /* bp_param and the update: each thread its rows of these W */
                 const Py_ssize_t I_l = net->n[l];
-                FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I_l * h / T), (int32_t)(I_l * (h + 1) / T), 0,
-                                        net->p[l + 1], h == 0);
+                FN(bp_param_and_update)(net, l, b_count, lr, (int32_t)(I_l * h / T), (int32_t)(I_l * (h + 1) / T),
+                                        h == 0);
             }
             if (by_column_scratch == NULL) { /* and its columns of the first */
                 FN(update_first)(net, data, order + s, b_count, lr, k_lo, k_hi);
@@ -601,7 +580,8 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
 static void FN(score)(TY(Net) *net, const TY(Data) *data, const int64_t *y, Py_ssize_t N, REAL *picked,
                       int64_t *predicted, int threads)
 {
-    const Py_ssize_t K = net->n[net->L];
+    const int L = net->L;
+    const Py_ssize_t K = net->n[L], P1 = net->p[1];
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
@@ -609,9 +589,13 @@ static void FN(score)(TY(Net) *net, const TY(Data) *data, const int64_t *y, Py_s
     {
         const int h = THREAD_ID(), T = THREAD_COUNT();
         for (Py_ssize_t i = N * h / T; i < N * (h + 1) / T; i++) {
-            FN(first_inputs)(&net->in[0], h, data, i, net->n[0]);
-            REAL *logits = FN(forward)(net, h, 0);
-            picked[i] = FN(softmax_ce)(logits, K, net->p[net->L], y[i], &predicted[i]);
+            REAL *logits = net->Z[0] + h * P1; /* (P1,) */
+            FN(linear_first)(net, data, i, logits, 0, P1);
+            if (L > 1) {
+                FN(relu)(logits, net->n[1], &net->in[1], h);
+                logits = FN(forward)(net, h, 1);
+            }
+            picked[i] = FN(softmax_ce)(logits, K, net->p[L], y[i], &predicted[i]);
         }
     }
 }

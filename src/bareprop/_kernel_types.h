@@ -1,8 +1,9 @@
 /* The types of _kernel.c, included once per float type: REAL is float or double, TY(name) adds
  * the type's suffix. Glossary as in _kernel_body.h. */
 
-/* Each example's nonzero inputs of one layer: the columns j and values x_j of its x_j != 0. The
- * first layer's point into the data's sparse rows (see sparse_rows); a hidden layer's into `store`. */
+/* Each example's nonzero inputs of a hidden layer: the columns j and values x_j of its x_j != 0, written
+ * by the ReLU below into `store`. (The first layer reads the data's rows, Data, directly: its Inputs
+ * are laid out with no store and never used.) */
 typedef struct {
     const int32_t **col; /* (B,) pointers to (len[b],) */
     const REAL **val;    /* (B,) pointers to (len[b],) */
