@@ -56,10 +56,11 @@ def fit(X, y, sizes, *, kernel, dtype=np.float32, epochs=2, batch_size=64, threa
 
 
 @pytest.mark.parametrize("sizes", [(784, 32, 10), (784, 16, 12, 10), (784, 40, 3), (784, 70, 9, 33, 10),
-                                   (784, 300, 10)])
+                                   (784, 300, 10), (784, 256, 10)])
 def test_kernel_matches_readable_layers_in_float64(mnist_subset, sizes):
     """Widths 3..70 cover every block shape of the kernel's loops (1 to 4 vectors, and a second block);
-    300 several tiles of the first layer's outputs (TILE_BYTES of a row each)."""
+    300 several tiles of the first layer's outputs (TILE_BYTES of a row each); 256 doubles, rows of
+    SPREAD_BYTES, a padded row of one cache line more."""
     X, y = mnist_subset
     y = y % sizes[-1]  # as many classes as the last layer has outputs
     h_ref, W_ref = fit(X, y, sizes, kernel=False, dtype=np.float64)
@@ -116,11 +117,11 @@ def test_threads_and_chunks_do_not_change_a_bit(mnist_subset, dtype):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sizes", [(784, 8, 10), (784, 24, 10), (784, 48, 10), (784, 70, 9, 33, 10), (784, 10),
-                                   (784, 300, 10)])
+                                   (784, 300, 10), (784, 256, 10)])
 def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
     """Threads share the first layer by its outputs, in cache lines: one thread's share can be empty
-    (8 outputs: one line), uneven (24, 70), whole lines (48 doubles) or several tiles (300); the rest
-    by examples and rows."""
+    (8 outputs: one line), uneven (24, 70; 256 doubles, padded to 33 lines), whole lines (48 doubles)
+    or several tiles (300); the rest by examples and rows."""
     X, y = mnist_subset
     X, y = X[:700], (y[:700] % sizes[-1]).astype(np.int64)
     rows = _kernel.SparseRows(X, True, *X.shape, dtype == np.float64, 1)
@@ -286,8 +287,11 @@ def test_fast_path_picks_the_kernel_where_it_can(monkeypatch):
     assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 1024)) is _fast.KernelSGD
     assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 1024)) is _fast.KernelSGD
     assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 256)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 1024)) is _fast.FastSGD  # wide and big: BLAS
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 2048)) is _fast.FastSGD  # a batch over 1024
+    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 1024)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 2048, 10), rng=rng), 2048)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 8192)) is _fast.KernelSGD
+    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 4096)) is _fast.FastSGD  # wide and big: BLAS
+    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 32768)) is _fast.FastSGD  # a batch over 16,384
     assert type(_fast.fast_path(NeuralNet((4, 3, 2), rng=rng, dtype=np.float16), 64)) is _fast.FastSGD
     assert _fast.fast_path(NeuralNet((4, 3, 2), rng=rng, p_drop=0.5), 64) is None  # Dropout: the readable loop
     monkeypatch.setattr(_fast, "_kernel", None)  # as when the extension could not be built

@@ -297,12 +297,12 @@ class ThreadChooser:
 
 
 # Where the kernel beats the NumPy path (measured with benchmarks/speed.py's scaling table, which times
-# both, and in interleaved repetitions of the cells near the edge; docs/speed.md): (largest batch,
-# largest batch size x widest layer) pairs, the kernel taking a net that any pair admits. Batches up to
-# 1024 with batch x width up to 262,144: width 1024 with batches up to 256, width 256 with batches of
-# 1024, not width 1024 with batches of 1024. The kernel skips zero inputs, BLAS does not; but BLAS
-# reuses each weight it loads for several examples, and with big batches and wide layers that wins.
-KERNEL_LIMITS = ((1024, 1 << 18),)
+# both, and in interleaved repetitions of shapes up to batches of 16,384 and widths of 4096; docs/speed.md):
+# (largest batch, largest batch size x widest layer) pairs, the kernel taking a net that any pair admits.
+# Batches up to 2048 with batch x width up to 4M (width 2048 with batches of 2048: 1.5x the NumPy path);
+# batches up to 16,384 with batch x width up to 2M (width 256 with batches of 8192: 1.2x). Beyond, the
+# NumPy path was as fast (width 1024 with batches of 4096 or 8192) and takes less memory.
+KERNEL_LIMITS = ((2048, 1 << 22), (16384, 1 << 21))
 
 
 def fast_path(net, batch_size, optimizer=None):

@@ -15,7 +15,7 @@ typedef struct {
 typedef struct {
     int L;               /* number of Linear layers */
     const Py_ssize_t *n; /* (L+1,): widths, n[0] = I of the first layer, n[L] = K */
-    const Py_ssize_t *p; /* (L+1,): the widths padded to a multiple of VEC (p[0] unused) */
+    const Py_ssize_t *p; /* (L+1,): the widths padded to a multiple of VEC, one line more at SPREAD_BYTES (p[0] unused) */
     REAL **W;            /* (L,): (n[l]+1, p[l+1]) the padded copies of the weights */
     Py_ssize_t B;        /* largest batch */
     TY(Inputs) *in;      /* (L,): each layer's inputs for the batch */
