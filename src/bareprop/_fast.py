@@ -1,7 +1,8 @@
 """Private fast paths for training the post's kind of net. Not public API.
 
 There are two. `KernelSGD` runs the compiled kernel (_kernel.c), used when the extension was
-built; `FastSGD` is NumPy only, used when it was not. Both train the nets `supports` accepts, and
+built, for batch sizes and widths up to KERNEL_LIMITS; `FastSGD` is NumPy only, used when the
+extension was not built and beyond those limits. Both train the nets `supports` accepts, and
 `fast_path` picks one. See docs/speed.md.
 
 FastSGD runs exactly the arithmetic of the readable layers -- the same matrix products
