@@ -45,9 +45,10 @@
 /* A padded row whose size is a multiple of this gets one cache line (64 bytes) of zeros more. The
  * first layer reads W a tile of columns at a time, the tile of every row for the whole batch (TILE);
  * a cache keeps a line in one of a few sets, chosen by the line's address, and at a row stride of
- * 2048 bytes or a multiple the same tile of every row falls in 1/32 or less of the sets of this
- * machine's L2 (1 MB, 8 ways): 256 rows of MNIST's 785 fit, and the rest are read from L3 again and
- * again. One more line a row spreads them over all the sets. Width 1024: 44% faster, 512: 4%. A
+ * 2048 bytes or a multiple the same line of every row falls in 1/32 or less of the sets of this
+ * machine's L2 (1 MB, 8 ways): of MNIST's 785 rows, 512 fit at width 512 and 256 at width 1024, and
+ * the rest are read from L3 again and again. One more line a row spreads them over all the sets.
+ * Width 1024: 36-44% faster, 512: 4%. A
  * stride of 1024 bytes (width 256) leaves 1024 rows, and padding it was 7-10% slower (16 more
  * columns computed). The numbers do not change: the padding columns are zero and sum apart. */
 #define SPREAD_BYTES 2048
