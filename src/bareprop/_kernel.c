@@ -71,6 +71,21 @@
 #define PREFETCH(address) ((void)0)
 #endif
 
+/* Per-thread scratch for building sparse rows: `threads` rows of `a_size` and of `b_size` bytes, in
+ * *a and *b. Returns -1, with both NULL, if out of memory. */
+static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void **b)
+{
+    *a = malloc(threads * a_size);
+    *b = malloc(threads * b_size);
+    if (*a == NULL || *b == NULL) {
+        free(*a);
+        free(*b);
+        *a = *b = NULL;
+        return -1;
+    }
+    return 0;
+}
+
 /* Types and functions for float (_f32) and double (_f64). The functions are compiled twice on
  * x86-64 with GCC: for any x86-64 CPU, and for those with AVX2 and FMA (_avx2), chosen when the
  * module is loaded. */
@@ -220,6 +235,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         return -1;
     }
     lay->L = (int)L;
+    const size_t real = is_double ? sizeof(double) : sizeof(float);
     for (Py_ssize_t l = 0; l <= L; l++) {
         lay->n[l] = PyLong_AsSsize_t(PyTuple_GET_ITEM(sizes, l));
         if (lay->n[l] == -1 && PyErr_Occurred()) return -1;
@@ -227,11 +243,11 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             PyErr_SetString(PyExc_ValueError, "_kernel: every width must be in 1..2**31-9");
             return -1;
         }
-        const Py_ssize_t real = is_double ? sizeof(double) : sizeof(float), vec = VECTOR_BYTES / real;
+        const Py_ssize_t vec = VECTOR_BYTES / (Py_ssize_t)real;
         lay->p[l] = (lay->n[l] + vec - 1) / vec * vec;
         if (lay->p[l] * real % SPREAD_BYTES == 0) lay->p[l] += 64 / real; /* one cache line more: see SPREAD_BYTES */
     }
-    const size_t real = is_double ? sizeof(double) : sizeof(float), ptr = sizeof(void *);
+    const size_t ptr = sizeof(void *);
     size_t total = 0;
     for (int l = 0; l < L; l++) {
         const size_t I = (size_t)lay->n[l], O = (size_t)lay->n[l + 1], P = (size_t)lay->p[l + 1];
@@ -329,13 +345,10 @@ static size_t val_size(const SparseRows *rows)
 static int compact_rows(const unsigned char *X, Py_ssize_t N, Py_ssize_t I, const int64_t *indptr, uint16_t *col,
                         uint8_t *pixel, int threads)
 {
-    uint16_t *col_rows = malloc(threads * (I + 1) * sizeof(uint16_t)); /* (threads, I+1) */
-    uint8_t *pixel_rows = malloc(threads * (I + 1));                  /* (threads, I+1) */
-    if (col_rows == NULL || pixel_rows == NULL) {
-        free(col_rows);
-        free(pixel_rows);
+    uint16_t *col_rows; /* (threads, I+1) */
+    uint8_t *pixel_rows; /* (threads, I+1) */
+    if (row_scratch(threads, (I + 1) * sizeof(uint16_t), I + 1, (void **)&col_rows, (void **)&pixel_rows) != 0)
         return -1;
-    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif

@@ -66,13 +66,11 @@ static int FN(sparse_rows)(const void *X, int pixels, Py_ssize_t N, Py_ssize_t I
     REAL scaled[256];
     FN(init_scaled)(scaled);
     const Py_ssize_t itemsize = pixels ? 1 : (Py_ssize_t)sizeof(REAL);
-    int32_t *col_rows = col ? malloc(threads * (I + 1) * sizeof(int32_t)) : NULL; /* (threads, I+1) */
-    REAL *val_rows = col ? malloc(threads * (I + 1) * sizeof(REAL)) : NULL;       /* (threads, I+1) */
-    if (col != NULL && (col_rows == NULL || val_rows == NULL)) {
-        free(col_rows);
-        free(val_rows);
+    int32_t *col_rows = NULL; /* (threads, I+1) */
+    REAL *val_rows = NULL;    /* (threads, I+1) */
+    if (col != NULL && row_scratch(threads, (I + 1) * sizeof(int32_t), (I + 1) * sizeof(REAL), (void **)&col_rows,
+                                   (void **)&val_rows) != 0)
         return -1;
-    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static)
 #endif
