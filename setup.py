@@ -1,4 +1,4 @@
-"""Builds the private compiled fast path, bareprop._kernel (see src/bareprop/_kernel.c).
+"""Builds the private compiled fast path, bareprop.fast._kernel (see src/bareprop/fast/_kernel.c).
 
 Everything else about the package is in pyproject.toml. The extension is optional: it is built
 with OpenMP where the compiler has it, without where it has not, and skipped (with a warning) where
@@ -30,15 +30,15 @@ class BuildKernel(build_ext):
                 return
             except Exception as error:  # CompileError, LinkError, a missing compiler ...
                 print(f"bareprop: could not build {ext.name} {how}: {error}", file=sys.stderr)
-        print(f"bareprop: going on without {ext.name}: training uses the NumPy fast path", file=sys.stderr)
+        print(f"bareprop: going on without {ext.name}: training uses the readable path", file=sys.stderr)
 
 
 setup(
     ext_modules=[
         Extension(
-            "bareprop._kernel",
-            sources=["src/bareprop/_kernel.c"],
-            depends=["src/bareprop/_kernel_body.h", "src/bareprop/_kernel_types.h"],
+            "bareprop.fast._kernel",
+            sources=["src/bareprop/fast/_kernel.c"],
+            depends=["src/bareprop/fast/_kernel_body.h", "src/bareprop/fast/_kernel_types.h"],
         )
     ],
     cmdclass={"build_ext": BuildKernel},

@@ -1,12 +1,13 @@
-"""The compiled kernel (_kernel.c, through _fast.KernelSGD) against the readable layers.
+"""The compiled kernel (fast/_kernel.c, run by fast/kernel.py) against the readable layers.
 
 The kernel skips zero inputs and sums in its own order, so it matches the readable path to
 rounding: to 1e-9 in float64, where rounding is far below the differences a wrong gradient would
 make, and to the float32 noise level in float32. It is exactly reproducible: the same numbers for
-one thread or two, for one call per epoch or a call per chunk of batches, for uint8 or float pixels.
+one, two or three threads, for one call per epoch or a call per chunk of batches, for uint8 or float
+pixels. train(path="kernel") runs it (or says why it cannot), path="readable" the layers.
 
 CI builds the extension, so these tests fail if it is missing; set BAREPROP_NO_KERNEL=1 to skip
-them on a machine where it cannot be built (bareprop then trains on its NumPy paths).
+them on a machine where it cannot be built (bareprop then trains on its readable path).
 """
 
 import os
@@ -14,70 +15,68 @@ import os
 import numpy as np
 import pytest
 
-from bareprop import NeuralNet, load_mnist, train
-from bareprop import _fast
+from bareprop import SGD, Adam, NeuralNet, load_mnist, train
+from bareprop.core.optim import CosineDecay
+from bareprop.core.train import batches
+from bareprop.fast import kernel
 
-if _fast._kernel is None:
+if kernel._kernel is None:
     if os.environ.get("BAREPROP_NO_KERNEL") == "1":
         pytest.skip("the compiled kernel is not built (BAREPROP_NO_KERNEL=1)", allow_module_level=True)
-    raise AssertionError("bareprop._kernel was not built: reinstall with a C compiler, or set BAREPROP_NO_KERNEL=1")
+    raise AssertionError("bareprop.fast._kernel was not built: reinstall with a C compiler, or set BAREPROP_NO_KERNEL=1")
 
-from bareprop import _kernel  # noqa: E402
+from bareprop.fast import _kernel  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def mnist_subset():
     X, y = load_mnist("test", dtype=np.uint8)
-    return X[:3000], y[:3000]  # 46 batches of 64 and one of 56
+    return X[:3000], y[:3000]  # 46 batches of 64 and one of 56: the small last batch is exercised
 
 
-def fit(X, y, sizes, *, kernel, dtype=np.float32, epochs=2, batch_size=64, threads=None, on_batch=None, seed=7):
-    """Train a fresh net; kernel=True runs KernelSGD, False the readable layers. Returns (history, weights)."""
+def fit(X, y, sizes, *, path, dtype=np.float32, epochs=2, batch_size=64, threads=1, on_batch=None, seed=7,
+        scale=None):
+    """Train a fresh net on `path` ("kernel" or "readable"). Returns (history, weights).
+    scale(weights), if given, changes the initial weights in place first."""
     rng = np.random.default_rng(seed)
     net = NeuralNet(sizes, lr=0.001, rng=rng, dtype=dtype)
-    if kernel:
-        assert _fast.KernelSGD.takes(net, batch_size)
-        made = []
-
-        def make(net_, batch_size_, optimizer=None):
-            made.append(_fast.KernelSGD(net_, batch_size_, optimizer, threads=threads))
-            return made[-1]
-        original, _fast.fast_path = _fast.fast_path, make
-        try:
-            history = train(net, X, y, epochs=epochs, batch_size=batch_size, rng=rng, X_test=X[:500], y_test=y[:500],
-                            on_batch=on_batch)
-        finally:
-            _fast.fast_path = original
-        assert len(made) == 1
-    else:
-        history = train(net, X, y, epochs=epochs, batch_size=batch_size, rng=rng, X_test=X[:500], y_test=y[:500],
-                        fast=False)
+    if scale is not None:
+        scale(net.params())
+    history = train(net, X, y, epochs=epochs, batch_size=batch_size, rng=rng, X_test=X[:500], y_test=y[:500],
+                    on_batch=on_batch, path=path, threads=threads)
+    assert history.path == path and history.threads == threads
     return history, net.params()
 
 
-@pytest.mark.parametrize("sizes", [(784, 32, 10), (784, 16, 12, 10), (784, 40, 3), (784, 70, 9, 33, 10),
-                                   (784, 300, 10), (784, 256, 10)])
-def test_kernel_matches_readable_layers_in_float64(mnist_subset, sizes):
-    """Widths 3..70 cover every block shape of the kernel's loops (1 to 4 vectors, and a second block);
-    300 several tiles of the first layer's outputs (TILE_BYTES of a row each); 256 doubles, rows of
-    SPREAD_BYTES, a padded row of one cache line more."""
-    X, y = mnist_subset
-    y = y % sizes[-1]  # as many classes as the last layer has outputs
-    h_ref, W_ref = fit(X, y, sizes, kernel=False, dtype=np.float64)
-    h_k, W_k = fit(X, y, sizes, kernel=True, dtype=np.float64)
+def assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k):
+    """The float64 check: weights and every history figure to rounding."""
     for a, b in zip(W_ref, W_k):
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_k.train_loss, h_ref.train_loss, rtol=1e-9)
     np.testing.assert_allclose(h_k.test_loss, h_ref.test_loss, rtol=1e-9)
+    np.testing.assert_allclose(h_k.grad_norm, h_ref.grad_norm, rtol=1e-9)
     assert h_k.train_acc == pytest.approx(h_ref.train_acc, abs=1e-12)
     assert h_k.test_acc == h_ref.test_acc
+
+
+@pytest.mark.parametrize("sizes", [(784, 32, 10), (784, 16, 12, 10), (784, 40, 3), (784, 70, 9, 33, 10),
+                                   (784, 300, 10), (784, 256, 10), (784, 10)])
+def test_kernel_matches_readable_layers_in_float64(mnist_subset, sizes):
+    """Widths 3..70 cover every block shape of the kernel's loops (1 to 4 vectors, and a second block);
+    300 several tiles of the first layer's outputs; 256 doubles (2048 bytes a row) the update by
+    column and the width the kernel once padded; (784, 10) a net with no hidden layer."""
+    X, y = mnist_subset
+    y = y % sizes[-1]  # as many classes as the last layer has outputs
+    h_ref, W_ref = fit(X, y, sizes, path="readable", dtype=np.float64)
+    h_k, W_k = fit(X, y, sizes, path="kernel", dtype=np.float64)
+    assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k)
     assert h_k.train_loss[1] < h_k.train_loss[0]  # it did train
 
 
 def test_kernel_matches_readable_layers_in_float32(mnist_subset):
     X, y = mnist_subset
-    h_ref, W_ref = fit(X, y, (784, 32, 10), kernel=False, epochs=3)
-    h_k, W_k = fit(X, y, (784, 32, 10), kernel=True, epochs=3)
+    h_ref, W_ref = fit(X, y, (784, 32, 10), path="readable", epochs=3)
+    h_k, W_k = fit(X, y, (784, 32, 10), path="kernel", epochs=3)
     for a, b in zip(W_ref, W_k):
         np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(h_k.train_loss, h_ref.train_loss, rtol=1e-3)
@@ -88,40 +87,88 @@ def test_kernel_matches_readable_layers_in_float32(mnist_subset):
 def test_a_wrong_gradient_is_far_outside_the_float64_tolerance(mnist_subset):
     """The float64 comparison can fail: a learning rate off by one part in a million already breaks it."""
     X, y = mnist_subset
-    _, W_ref = fit(X, y, (784, 16, 10), kernel=False, dtype=np.float64, epochs=1)
+    _, W_ref = fit(X, y, (784, 16, 10), path="readable", dtype=np.float64, epochs=1)
     rng = np.random.default_rng(7)
     net = NeuralNet((784, 16, 10), lr=0.001 * (1 + 1e-6), rng=rng, dtype=np.float64)
-    train(net, X, y, epochs=1, batch_size=64, rng=rng)
+    train(net, X, y, epochs=1, batch_size=64, rng=rng, path="kernel")
     assert not np.allclose(net.params()[0], W_ref[0], rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_threads_and_chunks_do_not_change_a_bit(mnist_subset, dtype):
+def test_huge_logits_stay_finite_and_agree(mnist_subset):
+    """The last layer scaled up until logits reach about 1e3: exp(logit) overflows unless softmax
+    subtracts the row's largest logit first, and log P underflows to -inf unless it is taken as
+    logit - logsumexp. The kernel must give the readable layers' finite numbers."""
     X, y = mnist_subset
-    h1, W1 = fit(X, y, (784, 32, 10), kernel=True, dtype=dtype, threads=1)
-    h2, W2 = fit(X, y, (784, 32, 10), kernel=True, dtype=dtype, threads=2)
-    calls = []
-    h3, W3 = fit(X, y, (784, 32, 10), kernel=True, dtype=dtype, threads=2,
-                 on_batch=lambda history, i, n, running: calls.append((i, running())))
-    for a, b, c in zip(W1, W2, W3):
-        np.testing.assert_array_equal(a, b)
-        np.testing.assert_array_equal(a, c)
-    assert h1.to_dict() | {"seconds": 0} == h2.to_dict() | {"seconds": 0} == h3.to_dict() | {"seconds": 0}
-    n_batches = -(-len(X) // 64)
-    assert [i for i, _ in calls[:3]] == [15, 31, 46]  # every CHUNK batches, and the last
-    assert len(calls) == 2 * 3
-    loss, acc = calls[2][1]  # the first epoch's running figures at its end: over all its examples
-    assert 0 < loss < 3 and 0 < acc <= 1
-    assert n_batches == 47
+
+    def scale_up(Ws):
+        Ws[-1] *= 3000.0
+
+    h_ref, W_ref = fit(X[:1000], y[:1000], (784, 32, 10), path="readable", dtype=np.float64, epochs=1,
+                       scale=scale_up)
+    h_k, W_k = fit(X[:1000], y[:1000], (784, 32, 10), path="kernel", dtype=np.float64, epochs=1, scale=scale_up)
+    assert h_ref.train_loss[0] > 100  # the logits are huge: a wrong class costs hundreds
+    assert all(np.isfinite(W).all() for W in W_k) and np.isfinite(h_k.train_loss + h_k.test_loss).all()
+    assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k)
+
+
+def test_inputs_exactly_at_the_relu_gate(mnist_subset):
+    """ReLU passes no gradient where its input is exactly 0 (mask = X > 0). Hidden units whose weights
+    and bias are all zero get exactly 0 on every example: their weights must stay zero on both paths."""
+    X, y = mnist_subset
+    dead = [0, 5, 31]
+
+    def kill(Ws):
+        Ws[0][:, dead] = 0.0  # (I+1, O): these units' inputs are 0 whatever the data
+
+    h_ref, W_ref = fit(X, y, (784, 32, 10), path="readable", dtype=np.float64, epochs=1, scale=kill)
+    h_k, W_k = fit(X, y, (784, 32, 10), path="kernel", dtype=np.float64, epochs=1, scale=kill)
+    assert not W_k[0][:, dead].any() and not W_ref[0][:, dead].any()
+    assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k)
+
+
+def test_threads_and_chunks_do_not_change_a_bit(mnist_subset):
+    """train(threads=1, 2, 3), one kernel call per epoch or one per 16 batches (with a per-batch hook):
+    the same bits. The hook runs after the first (readable) batch, every 16 kernel batches and the last."""
+    X, y = mnist_subset
+    runs, calls = [], []
+    for threads in (1, 2, 3):
+        runs.append(fit(X, y, (784, 32, 10), path="kernel", dtype=np.float32, threads=threads))
+    runs.append(fit(X, y, (784, 32, 10), path="kernel", dtype=np.float32, threads=2,
+                    on_batch=lambda history, i, n, running: calls.append((len(history.epoch), i, n, running()))))
+    (h1, W1), others = runs[0], runs[1:]
+    for h, W in others:
+        for a, b in zip(W1, W):
+            np.testing.assert_array_equal(a, b)
+        assert h.to_dict() | {"seconds": 0, "threads": 0} == h1.to_dict() | {"seconds": 0, "threads": 0}
+    assert [(epoch, i) for epoch, i, _, _ in calls] == [(e, i) for e in (0, 1) for i in (0, 16, 32, 46)]
+    assert all(n == 47 for _, _, n, _ in calls)
+    for epoch in (0, 1):  # at the epoch's last batch the running figures are the epoch's
+        assert calls[4 * epoch + 3][3] == (h1.train_loss[epoch], h1.train_acc[epoch])
+    first_loss, first_acc = calls[0][3]  # after the first batch: that batch's own figures
+    assert first_loss > h1.train_loss[0] and 0 <= first_acc <= 1
+
+
+def test_running_figures_agree_with_the_readable_loops(mnist_subset):
+    """A progress bar shows the same running (loss, accuracy) on either path, to rounding."""
+    X, y = mnist_subset
+    seen = {}
+    for path in ("readable", "kernel"):
+        seen[path] = {}
+        fit(X, y, (784, 16, 10), path=path, dtype=np.float64, epochs=1,
+            on_batch=lambda history, i, n, running, into=seen[path]: into.setdefault(i, running()))
+    assert set(seen["kernel"]) == {0, 16, 32, 46}
+    for i, (loss, acc) in seen["kernel"].items():
+        assert loss == pytest.approx(seen["readable"][i][0], rel=1e-9)
+        assert acc == pytest.approx(seen["readable"][i][1], abs=1e-12)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("sizes", [(784, 8, 10), (784, 24, 10), (784, 48, 10), (784, 70, 9, 33, 10), (784, 10),
-                                   (784, 300, 10), (784, 256, 10)])
+                                   (784, 300, 10), (784, 256, 10), (784, 512, 10)])
 def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
     """Threads share the first layer by its outputs, in cache lines: one thread's share can be empty
-    (8 outputs: one line), uneven (24, 70; 256 doubles, padded to 33 lines), whole lines (48 doubles)
-    or several tiles (300); the rest by examples and rows."""
+    (8 outputs: one line), uneven (24, 70), whole lines (48 doubles) or several tiles (300, 512);
+    the rest by examples and rows. The kernel called directly, on every example of an epoch."""
     X, y = mnist_subset
     X, y = X[:700], (y[:700] % sizes[-1]).astype(np.int64)
     rows = _kernel.SparseRows(X, True, *X.shape, dtype == np.float64, 1)
@@ -141,7 +188,8 @@ def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
 
 @pytest.mark.parametrize("batch_size", [64, 256, 1000])
 def test_a_kernel_call_covers_at_most_max_examples(mnist_subset, monkeypatch, batch_size):
-    """Python (and so Ctrl-C) waits for a kernel call: each covers whole batches, 16,384 examples at most."""
+    """Python (and so Ctrl-C) waits for a kernel call: each covers whole batches, 16,384 examples at most,
+    from the second batch (the first runs through the readable layers) to the last."""
     X, y = mnist_subset
     X, y = np.concatenate([X] * 7), np.concatenate([y] * 7)  # 21,000 examples: more than one call
     calls, sgd_steps = [], _kernel.sgd_steps
@@ -152,38 +200,108 @@ def test_a_kernel_call_covers_at_most_max_examples(mnist_subset, monkeypatch, ba
 
     monkeypatch.setattr(_kernel, "sgd_steps", recording)
     net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
-    train(net, X, y, epochs=1, batch_size=batch_size, rng=np.random.default_rng(0))
-    assert calls[0][0] == 0 and calls[-1][1] == len(X) and len(calls) > 1
+    train(net, X, y, epochs=1, batch_size=batch_size, rng=np.random.default_rng(0), path="kernel")
+    assert calls[0][0] == batch_size and calls[-1][1] == len(X) and len(calls) > 1
     for (start, stop), (next_start, _) in zip(calls, calls[1:] + [(len(X), None)]):
         assert stop == next_start and start % batch_size == 0
-        assert 0 < stop - start <= _fast.KernelSGD.MAX_EXAMPLES
+        assert 0 < stop - start <= kernel.KernelSGD.MAX_EXAMPLES
 
 
-def test_the_thread_chooser_runs_the_faster_count_and_keeps_trying_the_other():
-    chooser = _fast.ThreadChooser(2)
-    seconds_per_batch = {2: 1.0, 1: 3.0}  # two threads three times as fast
-    picks = []
-    for _ in range(40):
-        threads = chooser.pick()
-        picks.append(threads)
-        chooser.record(threads, 10 * seconds_per_batch[threads], 10)
-    assert picks[:3] == [2, 2, 1]  # warm-up, then one try of each
-    assert picks.count(1) == 1 + 2 and picks[16] == picks[32] == 1  # a try of the other every 16th call
-    seconds_per_batch = {2: 5.0, 1: 3.0}  # now the other core is busy: one thread is faster
-    for _ in range(40):
-        threads = chooser.pick()
-        picks.append(threads)
-        chooser.record(threads, 10 * seconds_per_batch[threads], 10)
-    assert picks[-20:].count(1) >= 18  # it noticed at its next try and switched
-    assert _fast.ThreadChooser(1).pick() == 1
+def test_the_optimizer_counts_the_kernels_steps(mnist_subset):
+    """After a kernel epoch the optimizer's state counts every batch, as the readable loop's does."""
+    X, y = mnist_subset
+    net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
+    optimizer = SGD(net.lr)
+    runner = kernel.runner(net, 64, optimizer, 1, required=True)
+    order = np.random.default_rng(0).permutation(len(X))
+    state = optimizer.init(net.params())
+    for epoch in (1, 2):
+        *_, state = runner.epoch(X, y, order, optimizer, state)
+        assert state["step"] == epoch * len(batches(order, 64)) == epoch * 47
 
 
 def test_uint8_pixels_and_their_floats_give_the_same_bits(mnist_subset):
+    """On both paths: uint8 pixels are scaled to [0, 1] as load_mnist scales them."""
     X, y = mnist_subset
-    _, W_u8 = fit(X, y, (784, 8, 10), kernel=True, epochs=1)
-    _, W_f32 = fit(np.divide(X, np.float32(255), dtype=np.float32), y, (784, 8, 10), kernel=True, epochs=1)
-    for a, b in zip(W_u8, W_f32):
-        np.testing.assert_array_equal(a, b)
+    Xf = np.divide(X, np.float32(255), dtype=np.float32)
+    for path in ("readable", "kernel"):
+        _, W_u8 = fit(X, y, (784, 8, 10), path=path, epochs=1)
+        _, W_f32 = fit(Xf, y, (784, 8, 10), path=path, epochs=1)
+        for a, b in zip(W_u8, W_f32):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng, p_drop=0.5), None), "layers are not Linear, then ReLU"),
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng), Adam(0.01)), "not plain SGD at a constant lr"),
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng), SGD(0.01, momentum=0.9)), "not plain SGD"),
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng), SGD(0.01, weight_decay=1e-4)), "not plain SGD"),
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng), SGD(CosineDecay(0.01, total_steps=10))), "not plain SGD"),
+    (lambda rng: (NeuralNet((6, 4, 3), rng=rng, dtype=np.float16), None), "float16"),
+])
+def test_path_kernel_refuses_what_it_cannot_train_and_auto_falls_back(make, reason):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, size=40)
+    net, optimizer = make(rng)
+    with pytest.raises(ValueError, match=reason) as error:
+        train(net, X, y, epochs=1, batch_size=16, rng=rng, optimizer=optimizer, path="kernel")
+    assert str(error.value).startswith("train: path='kernel' cannot train") and "\n" not in str(error.value)
+    history = train(net, X, y, epochs=1, batch_size=16, rng=rng, optimizer=optimizer)  # path="auto"
+    assert history.path == "readable"
+
+
+def test_path_kernel_refuses_a_loss_it_does_not_know():
+    from bareprop import SoftmaxCrossEntropy
+
+    net = NeuralNet((6, 4, 3), rng=np.random.default_rng(0))
+    assert kernel.why_not(net, SGD(0.01)) == ""
+    net.loss = SoftmaxCrossEntropy("mean")  # the kernel's gradient is the summed one
+    assert "summed" in kernel.why_not(net, SGD(0.01))
+    net.loss = object()
+    assert "summed" in kernel.why_not(net, SGD(0.01))
+
+
+def test_auto_takes_the_kernel_where_it_can(mnist_subset):
+    X, y = mnist_subset
+    net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
+    assert train(net, X[:200], y[:200], epochs=1, rng=np.random.default_rng(0)).path == "kernel"
+
+
+def test_without_the_compiled_kernel_auto_warns_once_and_kernel_refuses(monkeypatch):
+    monkeypatch.setattr(kernel, "_kernel", None)  # as when the extension could not be built
+    monkeypatch.setattr(kernel, "_warned", False)
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, size=40)
+    net = NeuralNet((6, 4, 3), rng=rng)
+    with pytest.warns(RuntimeWarning, match="not built.*readable path") as warned:
+        history = train(net, X, y, epochs=1, batch_size=16, rng=rng)
+    assert history.path == "readable" and len(warned) == 1
+    assert warned[0].filename == __file__  # it points at the call of train()
+    with pytest.raises(ValueError, match="not built"):
+        train(net, X, y, epochs=1, batch_size=16, rng=rng, path="kernel")
+
+
+@pytest.mark.parametrize("bad, message", [({"threads": 0}, "threads must be a positive integer"),
+                                          ({"threads": 1.5}, "threads must be a positive integer"),
+                                          ({"path": "fast"}, "path must be 'auto', 'readable' or 'kernel'")])
+def test_bad_threads_or_path_is_a_value_error(bad, message):
+    net = NeuralNet((6, 4, 3), rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match=message):
+        train(net, np.zeros((10, 6), np.float32), np.zeros(10, np.int64), epochs=1, rng=np.random.default_rng(0),
+              **bad)
+
+
+@pytest.mark.parametrize("path", ["readable", "kernel"])
+def test_inputs_are_checked_like_the_layers_on_either_path(path):
+    rng = np.random.default_rng(0)
+    net = NeuralNet((6, 4, 3), rng=rng)
+    X, y = np.zeros((10, 5), np.float32), np.zeros(10, np.int64)
+    with pytest.raises(ValueError, match=r"Linear\(6, 4\).*\(B, 6\).*\(10, 5\)"):
+        train(net, X, y, epochs=1, rng=rng, path=path)
+    with pytest.raises(ValueError, match=r"SoftmaxCrossEntropy.*\(10,\).*\(9,\)"):
+        train(net, np.zeros((10, 6), np.float32), y[:9], epochs=1, rng=rng, path=path)
+    with pytest.raises(ValueError, match=r"train: no training examples \(X has shape \(0, 6\)\)"):
+        train(net, np.zeros((0, 6), np.float32), np.zeros(0, np.int64), epochs=1, rng=rng, path=path)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -265,46 +383,12 @@ def test_a_reused_workspace_gives_the_same_numbers_as_a_fresh_one(mnist_subset):
             np.testing.assert_array_equal(x, z)
 
 
-@pytest.mark.parametrize("fast", [False, True])
-def test_no_training_examples_is_a_clear_error(fast):
-    net = NeuralNet((4, 3, 2), rng=np.random.default_rng(0))
-    with pytest.raises(ValueError, match=r"train: no training examples \(X has shape \(0, 4\)\)"):
-        train(net, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), epochs=1, rng=np.random.default_rng(0),
-              fast=fast)
-
-
-def test_kernel_sgd_needs_whole_batches(mnist_subset):
-    X, y = mnist_subset
-    net = NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
-    kernel = _fast.KernelSGD(net, 64)
-    with pytest.raises(ValueError, match="batches must hold 64"):
-        kernel.epoch(X, y, [np.arange(32), np.arange(32, 96)])
-
-
-def test_fast_path_picks_the_kernel_where_it_can(monkeypatch):
-    rng = np.random.default_rng(0)
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 64)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 1024)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 1024)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 256)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 1024)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 2048, 10), rng=rng), 2048)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 256, 10), rng=rng), 8192)) is _fast.KernelSGD
-    assert type(_fast.fast_path(NeuralNet((784, 1024, 10), rng=rng), 4096)) is _fast.FastSGD  # wide and big: BLAS
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 32768)) is _fast.FastSGD  # a batch over 16,384
-    assert type(_fast.fast_path(NeuralNet((4, 3, 2), rng=rng, dtype=np.float16), 64)) is _fast.FastSGD
-    assert _fast.fast_path(NeuralNet((4, 3, 2), rng=rng, p_drop=0.5), 64) is None  # Dropout: the readable loop
-    monkeypatch.setattr(_fast, "_kernel", None)  # as when the extension could not be built
-    assert type(_fast.fast_path(NeuralNet((784, 32, 10), rng=rng), 64)) is _fast.FastSGD
-
-
 def test_post_configuration_trains_to_the_posts_accuracy_on_the_kernel():
     """The whole post run on the kernel: the figures the README quotes."""
     X, y = load_mnist("train", dtype=np.uint8)
     X_test, y_test = load_mnist("test", dtype=np.uint8)
     rng = np.random.default_rng(0)
     net = NeuralNet((784, 32, 10), lr=0.001, rng=rng)
-    assert _fast.KernelSGD.takes(net, 64)
-    history = train(net, X, y, epochs=10, batch_size=64, rng=rng, X_test=X_test, y_test=y_test)
+    history = train(net, X, y, epochs=10, batch_size=64, rng=rng, X_test=X_test, y_test=y_test, path="kernel")
     assert history.train_acc[-1] >= 0.96 and history.test_acc[-1] >= 0.955
     assert history.train_loss == sorted(history.train_loss, reverse=True)

@@ -77,8 +77,8 @@ def test_same_seed_same_run_bit_for_bit():
 
 
 def test_train_visits_every_example_once_per_epoch_including_the_last_small_batch():
-    from bareprop.train import batches
-    parts = batches(130, 64, np.random.default_rng(0))
+    from bareprop.core.train import batches
+    parts = batches(np.random.default_rng(0).permutation(130), 64)
     assert [len(p) for p in parts] == [64, 64, 2]
     assert sorted(np.concatenate(parts)) == list(range(130))
 

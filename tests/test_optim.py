@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from bareprop import SGD, Adam, AdamW, CosineDecay, LinearWarmup, NeuralNet, StepDecay, train
-from bareprop import _fast
-from bareprop.optim import _lr_at
+from bareprop.core.optim import _lr_at
 
 SHAPES = [(4, 3), (6, 2)]  # two non-square weight arrays
 STEPS = 50
@@ -132,29 +131,27 @@ def small_data(r, n=130, d=6, k=3):
     return (centres[y] + r.normal(size=(n, d))).astype(np.float32), y
 
 
-@pytest.mark.parametrize("path", ["numpy", "kernel"])
-def test_train_default_is_the_posts_gradient_descent(path, monkeypatch):
-    """Bit for bit on the NumPy fast path; to rounding (1e-9 in float64) on the compiled one, which sums
+@pytest.mark.parametrize("path", ["readable", "kernel"])
+def test_train_default_is_the_posts_gradient_descent(path):
+    """Bit for bit on the readable path; to rounding (1e-9 in float64) on the compiled kernel, which sums
     in its own order."""
-    if path == "numpy":
-        monkeypatch.setattr(_fast, "_kernel", None)
-    dtype = np.float32 if path == "numpy" else np.float64
+    from bareprop.core.train import batches
+
+    dtype = np.float32 if path == "readable" else np.float64
     X, y = small_data(np.random.default_rng(0))
     r1, r2 = np.random.default_rng(5), np.random.default_rng(5)
     net1, net2 = NeuralNet((6, 8, 3), rng=r1, dtype=dtype), NeuralNet((6, 8, 3), rng=r2, dtype=dtype)
-    assert type(_fast.fast_path(net1, 16)) is (_fast.FastSGD if path == "numpy" else _fast.KernelSGD)
-    train(net1, X, y, epochs=2, batch_size=16, rng=r1)
-    from bareprop.train import batches
+    assert train(net1, X, y, epochs=2, batch_size=16, rng=r1, path=path).path == path
     for _ in range(2):  # the same loop, written out with the post's gradient_descent()
-        for idx in batches(len(X), 16, r2):
+        for idx in batches(r2.permutation(len(X)), 16):
             net2.evaluate(X[idx], y[idx])
             net2.gradient_descent()
     for a, b in zip(net1.params(), net2.params()):
-        if path == "numpy":
+        if path == "readable":
             np.testing.assert_array_equal(a, b)
         else:
             np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
-            assert not np.array_equal(a, NeuralNet((6, 8, 3), rng=np.random.default_rng(5), dtype=dtype).params()[0])
+    assert not np.array_equal(net1.params()[0], NeuralNet((6, 8, 3), rng=np.random.default_rng(5), dtype=dtype).params()[0])
 
 
 @pytest.mark.parametrize("optimizer", [SGD(0.002, momentum=0.9, nesterov=True), Adam(0.01),
@@ -166,33 +163,3 @@ def test_train_with_each_optimizer_learns(optimizer):
     h = train(net, X, y, epochs=5, batch_size=32, rng=r, X_test=X, y_test=y, optimizer=optimizer)
     assert h.train_loss[-1] < h.train_loss[0] / 2
     assert h.test_acc[-1] > 0.95
-
-
-def test_fast_path_takes_plain_sgd_objects_and_nothing_else():
-    from bareprop import SoftmaxCrossEntropy, _fast
-
-    net = NeuralNet((5, 4, 3), rng=np.random.default_rng(0))
-    assert _fast.supports(net, SGD(0.01))
-    assert not _fast.supports(net, SGD(0.01, momentum=0.9))
-    assert not _fast.supports(net, SGD(0.01, weight_decay=1e-4))
-    assert not _fast.supports(net, SGD(StepDecay(0.01, 10)))
-    assert not _fast.supports(net, Adam())
-    net.loss = SoftmaxCrossEntropy("mean")  # the fast path's gradient is the summed one
-    assert not _fast.supports(net)
-
-
-@pytest.mark.parametrize("optimizer", [SGD(0.003), Adam(0.003)])
-def test_train_with_an_optimizer_gives_the_same_bits_on_either_path(optimizer, monkeypatch):
-    """The NumPy fast path against the readable loop (the compiled path: test_kernel.py)."""
-    monkeypatch.setattr(_fast, "_kernel", None)
-    X, y = small_data(np.random.default_rng(2), n=200)
-
-    def run(fast):
-        r = np.random.default_rng(9)
-        net = NeuralNet((6, 8, 3), rng=r)
-        h = train(net, X, y, epochs=2, batch_size=32, rng=r, X_test=X, y_test=y, optimizer=optimizer, fast=fast)
-        return h, net.params()
-    (h1, p1), (h2, p2) = run(True), run(False)
-    assert h1.train_loss == h2.train_loss and h1.test_loss == h2.test_loss
-    for a, b in zip(p1, p2):
-        np.testing.assert_array_equal(a, b)

@@ -6,18 +6,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def recipe_command():
-    """The first bash block of the README's "Beyond the post" section, as an argument list."""
-    section = README.read_text().split("## Beyond the post", 1)[1]
+    """The first bash block of the README's section on going beyond the post, as an argument list."""
+    section = re.split(r"^## .*beyond the post.*$", README.read_text(), maxsplit=1, flags=re.M | re.I)[1]
     block = re.search(r"```bash\n(.*?)```", section, re.S).group(1)
     args = shlex.split(block.replace("\\\n", " "))
     assert args[:2] == ["bareprop", "train"] and "--layers" in args
     return args[1:]
 
 
+@pytest.mark.slow
 def test_readme_recipe_reaches_98_3_percent(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bareprop", *recipe_command(), "--no-plot",
                              "--output", str(tmp_path / "run")], capture_output=True, text=True, timeout=1200)

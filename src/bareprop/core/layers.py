@@ -10,6 +10,9 @@ Every layer has
     bp_input(grad)  dLoss/dX: grad is dLoss/d(output), (B, O) -> (B, I)
 and a layer with weights also has
     bp_param(grad)  dLoss/dW: grad is dLoss/d(output), (B, O) -> W.shape
+Every layer also says how it was built, for model files (bareprop.experiment.modelfile):
+    spec()          its constructor's settings as a JSON-able dict, in argument order, so that
+                    type(layer)(*layer.spec().values()) builds the same layer (weights aside)
 """
 
 import math
@@ -40,6 +43,9 @@ class Linear:
     def __repr__(self):
         return f"Linear({self.in_features}, {self.out_features})"
 
+    def spec(self):
+        return {"in": int(self.in_features), "out": int(self.out_features)}
+
     def __call__(self, X):  # (B, I) -> (B, O)
         _check_width(self, X, self.in_features)
         ones = np.ones((X.shape[0], 1), dtype=X.dtype)  # (B, 1)
@@ -58,8 +64,13 @@ class Linear:
 class ReLU:
     """Rectified linear unit, out = max(X, 0)."""
 
+    name = "relu"  # on the command line: --activation relu
+
     def __repr__(self):
         return "ReLU()"
+
+    def spec(self):
+        return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.mask = X > 0  # (B, I), kept for bp_input: where the unit let X through
@@ -73,11 +84,16 @@ class ReLU:
 class LeakyReLU:
     """Leaky ReLU, out = X where X > 0, else slope * X."""
 
+    name = "leaky_relu"  # on the command line: --activation leaky_relu
+
     def __init__(self, slope=0.01):
         self.slope = slope
 
     def __repr__(self):
         return f"LeakyReLU({self.slope})"
+
+    def spec(self):
+        return {"slope": float(self.slope)}
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.mask = X > 0  # (B, I), kept for bp_input: where the slope is 1
@@ -91,8 +107,13 @@ class LeakyReLU:
 class Sigmoid:
     """Logistic sigmoid, out = 1 / (1 + exp(-X)), computed as (1 + tanh(X / 2)) / 2: never overflows."""
 
+    name = "sigmoid"  # on the command line: --activation sigmoid
+
     def __repr__(self):
         return "Sigmoid()"
+
+    def spec(self):
+        return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.out = 0.5 * (1 + np.tanh(0.5 * X))  # (B, I), kept for bp_input
@@ -106,8 +127,13 @@ class Sigmoid:
 class Tanh:
     """Hyperbolic tangent, out = tanh(X)."""
 
+    name = "tanh"  # on the command line: --activation tanh
+
     def __repr__(self):
         return "Tanh()"
+
+    def spec(self):
+        return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.out = np.tanh(X)  # (B, I), kept for bp_input
@@ -124,10 +150,15 @@ class GELU:
         out = X/2 (1 + tanh(u)),  u = c (X + a X^3),  c = sqrt(2 / pi),  a = 0.044715
     """
 
+    name = "gelu"  # on the command line: --activation gelu
+
     C, A = math.sqrt(2 / math.pi), 0.044715  # Python floats: they keep the input's dtype
 
     def __repr__(self):
         return "GELU()"
+
+    def spec(self):
+        return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.X = X  # (B, I), kept for bp_input
@@ -157,6 +188,9 @@ class Dropout:
     def __repr__(self):
         return f"Dropout({self.p_drop})"
 
+    def spec(self):
+        return {"p_drop": float(self.p_drop)}
+
     def __call__(self, X):  # (B, I) -> (B, I)
         if not self.training:
             self.mask = None  # identity: nothing to keep
@@ -168,3 +202,7 @@ class Dropout:
     def bp_input(self, grad):  # (B, I) -> (B, I)
         dX = grad if self.mask is None else grad * self.mask  # (B, I): the same mask scales the gradient
         return dX
+
+
+LAYERS = (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Dropout)  # every layer bareprop has: model files, checks
+ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)  # what a NeuralNet (and --activation) can put between Linears

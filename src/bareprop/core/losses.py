@@ -6,6 +6,9 @@ Every loss has
     bp_input(grad)   dLoss/dX, (B, K) -> (B, K); grad scales each element (the net passes ones)
     per_example(X, Y) pure: each example's own loss, (B, K) -> (B,)
     output(X)        pure: what the net outputs at inference (softmax probabilities, ...)
+    spec()           the constructor's settings as a JSON-able dict, for model files: {} for the
+                     default reduction "sum", else {"reduction": "mean"}; type(loss)(*spec.values())
+                     builds the same loss
 
 What `reduction` means, for every loss here:
     "sum"   bp_input returns the gradient of the batch SUM of the per-example losses: each
@@ -47,6 +50,9 @@ class _Loss:
     def __repr__(self):
         arg = "" if self.reduction == "sum" else f"reduction={self.reduction!r}"
         return f"{type(self).__name__}({arg})"
+
+    def spec(self):
+        return {} if self.reduction == "sum" else {"reduction": self.reduction}
 
     def _start(self, X, Y):
         """Check shapes, keep Y and the gradient's batch scale (1 for "sum", 1/B for "mean")."""
@@ -135,3 +141,6 @@ class SigmoidBinaryCrossEntropy(_Loss):
 
     def output(self, X):  # (B, K) -> (B, K)
         return sigmoid(X)  # (B, K)
+
+
+LOSSES = (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy)  # every loss bareprop has: model files, checks

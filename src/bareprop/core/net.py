@@ -41,8 +41,8 @@ class Sequential:
 
     The layers with weights (those with a `W`, such as Linear) must chain: each one's
     out_features is the next one's in_features; the last one's is the number of classes.
-    `lr` is the step of gradient_descent(), the post's plain SGD; train() can take any
-    optimizer from bareprop.optim instead.
+    `lr` is the post's sugar for its plain SGD: the step of gradient_descent(), and of the SGD
+    that train() uses when it is given no optimizer. An optimizer passed to train() owns its own lr.
     """
 
     def __init__(self, layers, loss=None, lr=0.001):
@@ -120,12 +120,6 @@ class Sequential:
         """One step of plain SGD on the gradients of the last evaluate()."""
         for W, dW in zip(self.params(), self.backprop()):
             W -= self.lr * dW  # W.shape
-
-    def save(self, path):
-        """Write the weights and a JSON spec of the architecture to `path` (.npz); bareprop.load reads it."""
-        from .modelfile import save
-
-        save(self, path)
 
     # --- inference: pure, touches no training state; Dropout is the identity -------
 

@@ -1,11 +1,14 @@
-"""The training loop: plain and short. Returns a History."""
+"""The training loop: the post's step (forward, backward, update) over shuffled minibatches. Returns a History.
+
+Glossary: N examples, B batch size, I inputs, K classes.
+"""
 
 import time
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import _fast
+from .optim import SGD
 
 
 @dataclass
@@ -20,50 +23,48 @@ class History:
     seconds: list = field(default_factory=list)
     weight_norm: list = field(default_factory=list)  # per epoch: the norm of each weight matrix after the epoch
     grad_norm: list = field(default_factory=list)  # per epoch: each gradient's norm on its first batch, per example
+    path: str = "readable"  # which path ran the epochs: "readable" (the loop below) or "kernel"
+    threads: int = 1  # the threads that path (and BLAS) was given
 
     def to_dict(self):
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d):
-        return cls(**{k: list(d.get(k, [])) for k in cls.__dataclass_fields__})
+        lists = {k: list(d.get(k, [])) for k, f in cls.__dataclass_fields__.items() if f.type is list}
+        return cls(**lists, path=d.get("path", "readable"), threads=d.get("threads", 1))
 
 
-def batches(n, batch_size, rng):
-    """Index arrays covering 0..n-1 in a fresh random order; the last batch may be smaller."""
-    order = rng.permutation(n)  # (N,)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+def batches(order, batch_size):
+    """The epoch's batches: consecutive slices of `order` (a permutation); the last may be smaller."""
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def gradient_norms(net, X, y):
-    """The norm of each weight gradient on the batch (X, y), divided by its size (the gradient is
-    summed over the batch; a loss with reduction="mean" has already divided it). Runs the readable
-    layers; the weights are left as they were."""
-    net.evaluate(X, y)
-    per_example = len(X) if getattr(net.loss, "reduction", "sum") == "sum" else 1
-    return [float(np.linalg.norm(dW)) / per_example for dW in net.backprop()]
+def gradient_norms(grads, batch_size, loss):
+    """The norm of each weight gradient, per example: a summed gradient (reduction="sum") is divided
+    by the batch size; a loss with reduction="mean" has already divided it."""
+    per_example = batch_size if getattr(loss, "reduction", "sum") == "sum" else 1
+    return [float(np.linalg.norm(dW)) / per_example for dW in grads]
 
 
-def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None, on_epoch=None, optimizer=None,
-          fast=True, on_batch=None):
-    """Train `net` on minibatches (reshuffled every epoch) and return its History.
+def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=None, y_test=None,
+          on_epoch=None, on_batch=None, path="auto", threads=1):
+    """Train `net` on minibatches, reshuffled every epoch by `rng`, and return its History.
 
-    X is (N, I) floats, or uint8 pixel values 0..255 that are scaled to [0, 1] batch by
-    batch. `optimizer` is any optimizer from bareprop.optim, stepped once per batch (a
-    schedule counts batches); without one, each batch takes net.gradient_descent(), the
-    post's plain SGD with the net's lr. After each epoch the test set, if given, is scored
-    without touching training state, and on_epoch(history), if given, is called (the CLI
-    prints from there).
-    After each batch, on_batch(history, batch, n_batches, running), if given, is called
-    with the history of the epochs before and a function giving the epoch's running
-    (loss, accuracy): a progress bar's hook, which asks for the figures only when it draws.
-    (On the compiled path it is called after every 16 batches and after the epoch's last.)
+    X is (N, I) floats, or uint8 pixel values 0..255, scaled to [0, 1] batch by batch.
+    `optimizer` is any optimizer from bareprop.optim, stepped once per batch (a schedule counts
+    batches); without one, the post's plain SGD with the net's lr. After each epoch the test set,
+    if given, is scored without touching training state, and on_epoch(history), if given, is called.
+    After each batch, on_batch(history, batch, n_batches, running) is called with the history of
+    the epochs before and a function giving the epoch's running (loss, accuracy), computed only
+    when called (on the kernel path: after every 16 batches and after the epoch's last).
 
-    The loop below is the reference. When fast=True and the net is one the private fast
-    paths know (the post's Linear/ReLU nets with plain SGD at a constant lr), each epoch
-    runs on one of them instead (see _fast.fast_path and docs/speed.md): the compiled
-    kernel, the same steps in C skipping zero inputs, equal to this loop to rounding; or,
-    where the kernel is not built or is slower, the NumPy fast path, equal to it bit for bit.
+    path: "readable" runs the loop below; "kernel" runs each epoch on the private compiled kernel
+    (the same steps in C, skipping zero inputs; equal to this loop to rounding; see docs/speed.md),
+    which takes the post's kind of net (Linear/ReLU layers, softmax + cross-entropy summed, plain
+    SGD at a constant lr) and is an error for others; "auto" takes the kernel where it applies.
+    threads: the threads the kernel and BLAS may use (1 by default: robust on a busy machine).
+    The kernel gives the same numbers on any number of threads; BLAS may round differently.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
@@ -74,49 +75,61 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, X_test=None, y_test=None,
     if X_test is not None:
         X_test, y_test = np.asarray(X_test), np.asarray(y_test)
         net.check_inputs(X_test, y_test)
-    fast_sgd = _fast.fast_path(net, batch_size, optimizer) if fast else None
-    state = optimizer.init(net.params()) if optimizer is not None else None
-    history = History()
-    for epoch in range(epochs):
-        start = time.perf_counter()
-        epoch_batches = batches(len(X), batch_size, rng)
-        step_hook = None if on_batch is None else lambda i, running: on_batch(history, i, len(epoch_batches), running)
-        with _fast.blas_threads_for(net, batch_size, fast_sgd):  # readable and NumPy alike: the same bits
-            first = epoch_batches[0]
-            # for the record, the gradients of the epoch's first batch: the NumPy fast path has them anyway;
-            # elsewhere they cost one extra batch (forward and backward) per epoch
-            recorded = getattr(fast_sgd, "records_gradient_norms", False)
-            grad_norm = None if recorded else gradient_norms(net, X[first], y[first])
-            if fast_sgd is not None:
-                loss, correct = fast_sgd.epoch(X, y, epoch_batches, on_step=step_hook)
-                if recorded:
-                    grad_norm = fast_sgd.first_gradient_norms
+    optimizer = optimizer if optimizer is not None else SGD(net.lr)  # the post's plain step
+    fast = _fast_path(net, batch_size, optimizer, path, threads)  # None: the readable loop below
+    state = optimizer.init(net.params())
+    history = History(path="readable" if fast is None else fast.name, threads=threads)
+    with _thread_limit(threads):
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(len(X))  # (N,) the epoch's examples in a fresh random order
+            n_batches = -(-len(X) // batch_size)
+            hook = None if on_batch is None else lambda i, running: on_batch(history, i, n_batches, running)
+            if fast is not None:
+                loss, correct, grad_norm, state = fast.epoch(X, y, order, optimizer, state, on_step=hook)
             else:
                 loss, correct = 0.0, 0.0
-                for i, idx in enumerate(epoch_batches):
-                    _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])
-                    if optimizer is None:
-                        net.gradient_descent()
-                    else:
-                        state = optimizer.step(net.params(), net.backprop(), state)
-                    correct += batch_correct / len(epoch_batches)
-                    loss += batch_loss / len(epoch_batches)
-                    if step_hook is not None:
-                        step_hook(i, lambda done=(i + 1) / len(epoch_batches): (loss / done, correct / done))
-            seconds = time.perf_counter() - start
-            weight_norm = [float(np.linalg.norm(W)) for W in net.params()]  # a BLAS dot: in the same context
-        history.epoch.append(epoch)
-        history.train_loss.append(float(loss))
-        history.train_acc.append(float(correct))
-        history.seconds.append(seconds)
-        history.weight_norm.append(weight_norm)
-        history.grad_norm.append(grad_norm)
-        if X_test is not None:
-            with _fast.blas_threads_for(net, 1000, fast_sgd):  # score()'s chunks of 1000 rows
-                scorer = fast_sgd if fast_sgd is not None else net
-                test_acc, test_loss = scorer.score(X_test, y_test)
-            history.test_acc.append(test_acc)
-            history.test_loss.append(test_loss)
-        if on_epoch is not None:
-            on_epoch(history)
+                for i, idx in enumerate(batches(order, batch_size)):
+                    _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])  # forward, keeping what backprop needs
+                    grads = net.backprop()  # backward: dLoss/dW of every weighted layer
+                    state = optimizer.step(net.params(), grads, state)  # update: W -= lr * dW for plain SGD
+                    if i == 0:  # for the report: the gradients this step formed anyway
+                        grad_norm = gradient_norms(grads, len(idx), net.loss)
+                    correct += batch_correct / n_batches
+                    loss += batch_loss / n_batches
+                    if hook is not None:
+                        hook(i, lambda done=(i + 1) / n_batches: (loss / done, correct / done))
+            history.seconds.append(time.perf_counter() - start)
+            history.epoch.append(epoch)
+            history.train_loss.append(float(loss))
+            history.train_acc.append(float(correct))
+            history.weight_norm.append([float(np.linalg.norm(W)) for W in net.params()])
+            history.grad_norm.append(grad_norm)
+            if X_test is not None:
+                test_acc, test_loss = (fast or net).score(X_test, y_test)
+                history.test_acc.append(test_acc)
+                history.test_loss.append(test_loss)
+            if on_epoch is not None:
+                on_epoch(history)
     return history
+
+
+def _fast_path(net, batch_size, optimizer, path, threads):
+    """The compiled epoch runner for this net, or None for the readable loop: the one place where the
+    core reaches outside itself, to the private fast path (which depends on the core, not the reverse)."""
+    if path not in ("auto", "readable", "kernel"):
+        raise ValueError(f"train: path must be 'auto', 'readable' or 'kernel', got {path!r}")
+    if not (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1):
+        raise ValueError(f"train: threads must be a positive integer, got {threads!r}")
+    if path == "readable":
+        return None
+    from ..fast import kernel
+
+    return kernel.runner(net, batch_size, optimizer, threads, required=path == "kernel")
+
+
+def _thread_limit(threads):
+    """At most `threads` BLAS threads for the products below (threadpoolctl)."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")

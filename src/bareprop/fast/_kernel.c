@@ -1,6 +1,6 @@
-/* bareprop._kernel: the private compiled fast path. Not public API; see _fast.py and docs/speed.md.
+/* bareprop.fast._kernel: the private compiled fast path. Not public API; see kernel.py and docs/speed.md.
  *
- * It trains the nets the NumPy fast path knows (Linear, (ReLU, Linear)*, fused softmax +
+ * It trains the nets kernel.why_not accepts (Linear, (ReLU, Linear)*, fused softmax +
  * cross-entropy with the summed gradient, plain SGD) with the same algorithm as the readable
  * layers, written as loops over each example's nonzero inputs: MNIST pixels are about 80% zeros
  * and a ReLU's outputs about half, and a zero input adds nothing to a product. The sums run in a
@@ -9,7 +9,7 @@
  *
  * The data goes in once as SparseRows (the nonzero columns and values of each row),
  * which every epoch then reads. The arrays come in through the buffer protocol (no NumPy headers
- * needed to build). _fast.py checks dtypes and shapes; this file checks sizes and indices again,
+ * needed to build). kernel.py checks dtypes and shapes; this file checks sizes and indices again,
  * so a wrong call raises instead of reading out of bounds.
  */
 #define PY_SSIZE_T_CLEAN
@@ -41,23 +41,27 @@
 #define VECTOR_BYTES 32 /* a vector: 8 floats or 4 doubles, one AVX register */
 #define VEC ((int)(VECTOR_BYTES / sizeof(REAL))) /* every padded row is a whole number of VEC values */
 #define BLOCK (4 * VEC) /* outputs summed side by side, in registers */
-#define TILE_BYTES 512 /* of a weight row: see TILE (9% faster than no tiles at width 1024; 128-1024 alike) */
+#ifndef TILE_BYTES /* the constants marked "tuned" can be set with -D: benchmarks/tune_kernel.py */
+#define TILE_BYTES 512 /* tuned: of a weight row: see TILE (9% faster than no tiles at width 1024; 128-1024 alike) */
+#endif
 /* A padded row whose size is a multiple of this gets one cache line (64 bytes) of zeros more. The
  * first layer reads W a tile of columns at a time, the tile of every row for the whole batch (TILE);
  * a cache keeps a line in one of a few sets, chosen by the line's address, and at a row stride of
- * 2048 bytes or a multiple the same line of every row falls in 1/32 or less of the sets of this
- * machine's L2 (1 MB, 8 ways): of MNIST's 785 rows, 512 fit at width 512 and 256 at width 1024, and
- * the rest are read from L3 again and again. One more line a row spreads them over all the sets.
- * Width 1024: 36-44% faster, 512: 4%. A
- * stride of 1024 bytes (width 256) leaves 1024 rows, and padding it was 7-10% slower (16 more
- * columns computed). The numbers do not change: the padding columns are zero and sum apart. */
+ * 2048 bytes or a multiple the same line of every row falls in a small share of the L2's sets: most
+ * of MNIST's 785 rows are read from L3 again and again. One more line a row spreads them over all the
+ * sets: 5-25% faster at widths 512-1024 (floats) on two machines (benchmarks/HISTORY.md). The numbers
+ * do not change: the padding columns are zero and sum apart. */
+#ifndef SPREAD_BYTES /* tuned; 0: no padding */
 #define SPREAD_BYTES 2048
+#endif
 #define ROUND64(bytes) (((size_t)(bytes) + 63) / 64 * 64)
 /* Where a first layer's rows are at least this many bytes (128 floats, 64 doubles), the kernel
  * updates it from the batch's inputs by column (update_by_column), each thread with its own copy:
  * BY_COLUMN_BYTES each. Narrower, one input at a time (update_first). The choice depends on the
  * width only, so the numbers do not depend on the number of threads. */
+#ifndef BY_COLUMN_MIN_ROW_BYTES /* tuned; 0: never by column */
 #define BY_COLUMN_MIN_ROW_BYTES 512
+#endif
 #define BY_COLUMN_BYTES(I, B, real) \
     (ROUND64(((I) + 2) * sizeof(int32_t)) + ROUND64((B) * (I) * sizeof(int32_t)) + ROUND64((B) * (I) * (real)))
 #define TILE ((Py_ssize_t)(TILE_BYTES / sizeof(REAL))) /* outputs of the first layer done for the whole batch
@@ -89,7 +93,7 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 /* Types and functions for float (_f32) and double (_f64). The functions are compiled twice on
  * x86-64 with GCC: for any x86-64 CPU, and for those with AVX2 and FMA (_avx2), chosen when the
  * module is loaded. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NO_AVX2_VARIANT)
 #define HAVE_AVX2_VARIANT 1
 #else
 #define HAVE_AVX2_VARIANT 0
@@ -187,7 +191,7 @@ static void Workspace_dealloc(Workspace *self)
 
 static PyTypeObject WorkspaceType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "bareprop._kernel.Workspace",
+    .tp_name = "bareprop.fast._kernel.Workspace",
     .tp_basicsize = sizeof(Workspace),
     .tp_dealloc = (destructor)Workspace_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -245,7 +249,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         }
         const Py_ssize_t vec = VECTOR_BYTES / (Py_ssize_t)real;
         lay->p[l] = (lay->n[l] + vec - 1) / vec * vec;
-        if (lay->p[l] * real % SPREAD_BYTES == 0) lay->p[l] += 64 / real; /* one cache line more: see SPREAD_BYTES */
+        if (SPREAD_BYTES && lay->p[l] * real % SPREAD_BYTES == 0) lay->p[l] += 64 / real; /* one cache line more: see SPREAD_BYTES */
     }
     const size_t ptr = sizeof(void *);
     size_t total = 0;
@@ -492,7 +496,7 @@ static PyMemberDef SparseRows_members[] = {
 
 static PyTypeObject SparseRowsType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "bareprop._kernel.SparseRows",
+    .tp_name = "bareprop.fast._kernel.SparseRows",
     .tp_basicsize = sizeof(SparseRows),
     .tp_dealloc = (destructor)SparseRows_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -578,7 +582,7 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     if (vq == NULL) goto done;
     if (check_rows(rows, is_double, vo, start, stop, vy, lay.n[0], lay.n[lay.L]) < 0) goto done;
     char *by_column = NULL; /* the wide first layer's scratch, a copy for each thread (see BY_COLUMN_BYTES) */
-    if (lay.p[1] * (Py_ssize_t)real >= BY_COLUMN_MIN_ROW_BYTES) {
+    if (BY_COLUMN_MIN_ROW_BYTES && lay.p[1] * (Py_ssize_t)real >= BY_COLUMN_MIN_ROW_BYTES) {
         by_column = malloc(threads * BY_COLUMN_BYTES(lay.n[0], B, real));
         if (by_column == NULL) {
             PyErr_NoMemory();
@@ -657,7 +661,7 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "bareprop._kernel", "The private compiled fast path (see _fast.py).", -1, methods,
+    PyModuleDef_HEAD_INIT, "bareprop.fast._kernel", "The private compiled fast path (see kernel.py).", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 
