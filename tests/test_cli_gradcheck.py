@@ -6,7 +6,7 @@ import sys
 
 from bareprop import ReLU
 from bareprop.cli import main
-from bareprop.gradcheck import REFERENCES, Reference
+from bareprop.check.references import REFERENCES, Reference
 
 
 class MasklessReLU(ReLU):

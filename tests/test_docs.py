@@ -33,7 +33,7 @@ def test_derivations_link_to_files_that_exist():
 
 
 def test_every_registered_layer_has_its_derivation():
-    from bareprop.gradcheck import REFERENCES
+    from bareprop.check.references import REFERENCES
 
     headings = set(re.findall(r"^## (\w+)$", (DOCS / "derivations.md").read_text(), re.M))
     missing = [cls.__name__ for cls in REFERENCES if cls.__name__ not in headings]

@@ -5,6 +5,8 @@ report that bug, naming the layer, the tensor and the worst element, against fin
 against PyTorch (a subclass is checked with its base class's registry entry).
 """
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -68,6 +70,7 @@ def test_an_input_array_is_used_as_given_and_not_changed():
     np.testing.assert_array_equal(X, before)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("inputs", [(4, 4), (3, 6)], ids=["square W", "non-square W"])
 def test_transposed_weight_gradient_is_caught(inputs):
     layer = TransposedLinear(inputs[1], 5, rng=rng())  # W is (5, 5), then (7, 5)
@@ -83,6 +86,7 @@ def test_transposed_weight_gradient_is_caught(inputs):
             assert "shape (5, 7), expected (7, 5)" in result.message
 
 
+@pytest.mark.torch
 def test_missing_relu_mask_is_caught_where_the_input_is_negative():
     X = np.array([[1.0, -2.0, 0.5], [-0.3, 2.0, -1.0]])
     for result in both_checks(MasklessReLU(), X):
@@ -93,6 +97,7 @@ def test_missing_relu_mask_is_caught_where_the_input_is_negative():
         assert f"ReLU(): dX is wrong at [{worst.worst[0]}, {worst.worst[1]}]" in result.message
 
 
+@pytest.mark.torch
 def test_doubled_softmax_cross_entropy_gradient_is_caught():
     for result in both_checks(DoubledSoftmaxCrossEntropy(), (4, 3)):
         assert not result.ok and [c.tensor for c in result.failures] == ["dX"]
@@ -101,6 +106,7 @@ def test_doubled_softmax_cross_entropy_gradient_is_caught():
         assert "SoftmaxCrossEntropy(): dX is wrong at [" in result.message
 
 
+@pytest.mark.torch
 def test_dropped_bias_row_is_caught():
     for result in both_checks(BiasRowDroppedLinear(4, 3, rng=rng()), (5, 4)):
         assert not result.ok and [c.tensor for c in result.failures] == ["dW"]
@@ -111,6 +117,7 @@ def test_dropped_bias_row_is_caught():
         assert worst.worst[0] == 4 and worst.got == 0  # the bias row, where the gradient was zeroed
 
 
+@pytest.mark.torch
 def test_failure_message_names_layer_tensor_element_and_both_values():
     result = gradcheck(MasklessReLU(), np.array([[-1.0, 2.0]]), rng=rng())
     (check,) = result.failures
@@ -139,6 +146,7 @@ def test_nan_gradient_fails():
     assert not result.ok and np.isnan(result.failures[0].max_abs)
 
 
+@pytest.mark.torch
 def test_softmax_cross_entropy_gives_p_minus_y_only_for_targets_summing_to_one():
     Y = one_hot(np.array([0, 2, 1]), 3, np.float64)
     smoothed = 0.9 * Y + 0.1 / 3  # label smoothing: each row still sums to 1
@@ -147,6 +155,7 @@ def test_softmax_cross_entropy_gives_p_minus_y_only_for_targets_summing_to_one()
     assert not gradcheck(SoftmaxCrossEntropy(), (3, 3), targets=2 * Y).ok  # rows sum to 2: P - Y is wrong
 
 
+@pytest.mark.torch
 def test_an_unregistered_layer_needs_its_own_torch_forward():
     class Square:
         def __repr__(self):
@@ -163,3 +172,11 @@ def test_an_unregistered_layer_needs_its_own_torch_forward():
     with pytest.raises(ValueError, match=r"Square\(\): no PyTorch reference for Square"):
         torch_check(Square(), (3, 2))
     assert torch_check(Square(), (3, 2), torch_forward=lambda layer, X, W: X**2).ok
+
+
+def test_torch_check_without_pytorch_names_the_extra_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError, as without PyTorch
+    with pytest.raises(ImportError) as caught:
+        torch_check(ReLU(), (2, 3))
+    assert str(caught.value) == "torch_check needs PyTorch: pip install 'bareprop[test]' (or torch)"
+    assert gradcheck(ReLU(), (2, 3)).ok  # finite differences need nothing more

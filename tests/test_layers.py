@@ -1,8 +1,8 @@
 """Every registered layer and loss, in three tiers: shapes, finite differences in float64, PyTorch.
 
-The classes come from bareprop.gradcheck.REFERENCES, and the first test fails if bareprop exports a
-class with a bp_input that is not registered there: a new layer is checked as soon as it has its entry,
-with no new test code. Hypothesis chooses the shapes: batch size 1, width 1 and odd, non-square widths
+The classes come from bareprop.check.references.REFERENCES, and the first tests fail unless it holds
+exactly the classes of LAYERS and LOSSES, and those hold every layer and loss bareprop exports: a new
+layer is checked as soon as it has its entry, with no new test code. Hypothesis chooses the shapes: batch size 1, width 1 and odd, non-square widths
 among them (Linear's output width is drawn from the same seed).
 """
 
@@ -13,7 +13,9 @@ from hypothesis import strategies as st
 
 import bareprop
 from bareprop import Linear, SoftmaxCrossEntropy, gradcheck, one_hot, torch_check
-from bareprop.gradcheck import REFERENCES
+from bareprop.check.references import REFERENCES
+from bareprop.core.layers import LAYERS
+from bareprop.core.losses import LOSSES
 
 each_class = pytest.mark.parametrize("cls", list(REFERENCES), ids=lambda cls: cls.__name__)
 shapes = given(batch=st.integers(1, 6), width=st.integers(1, 9), seed=st.integers(0, 2**32 - 1))
@@ -26,12 +28,23 @@ def example_of(cls, width, seed):
     return REFERENCES[cls].build(width, rng), rng
 
 
-def test_every_exported_layer_is_registered():
+def test_every_layer_and_loss_has_a_reference_and_every_reference_a_layer_or_loss():
+    kinds = LAYERS + LOSSES
+    missing = [cls.__name__ for cls in kinds if cls not in REFERENCES]
+    assert not missing, f"in LAYERS or LOSSES but not in bareprop.check.references.REFERENCES: {missing}"
+    strays = [cls.__name__ for cls in REFERENCES if cls not in kinds]
+    assert not strays, f"in REFERENCES but not in bareprop.core's LAYERS or LOSSES: {strays}"
+    assert len(set(kinds)) == len(kinds) == len(REFERENCES)
+
+
+def test_every_exported_layer_and_loss_is_in_layers_or_losses():
     exported = [getattr(bareprop, name) for name in bareprop.__all__]
     layers = [obj for obj in exported if isinstance(obj, type) and hasattr(obj, "bp_input")]
     assert Linear in layers and SoftmaxCrossEntropy in layers  # the scan itself finds layers and losses
-    missing = [cls.__name__ for cls in layers if cls not in REFERENCES]
-    assert not missing, f"exported but not in bareprop.gradcheck.REFERENCES: {missing}"
+    missing = [cls.__name__ for cls in layers if cls not in LAYERS + LOSSES]
+    assert not missing, f"exported but in neither bareprop.core.layers.LAYERS nor bareprop.core.losses.LOSSES: {missing}"
+    unexported = [cls.__name__ for cls in LAYERS + LOSSES if cls not in layers]
+    assert not unexported, f"in LAYERS or LOSSES but not exported from bareprop: {unexported}"
 
 
 # --- tier 1: shapes (and float32 stays float32) -------------------------------------------
@@ -74,6 +87,7 @@ def test_gradients_match_finite_differences(cls, batch, width, seed):
 
 # --- tier 3: PyTorch autograd as the oracle -----------------------------------------------
 
+@pytest.mark.torch
 @each_class
 @few
 @shapes

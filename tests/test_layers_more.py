@@ -1,14 +1,12 @@
 """The layers and losses beyond the post, beyond what the registry checks.
 
-Every class here is registered in bareprop.gradcheck.REFERENCES, so tests/test_layers.py already
+Every class here is registered in bareprop.check.references.REFERENCES, so tests/test_layers.py already
 checks it in three tiers (shapes; finite differences; PyTorch). Here: the losses with
 reduction="mean" and with probability targets, and what the gradient checks cannot see.
 """
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 
 from bareprop import (
     GELU, MSE, Dropout, LeakyReLU, Linear, NeuralNet, Sigmoid, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, Tanh,
@@ -28,26 +26,45 @@ def both(loss, Y, torch_forward):
 
 # PyTorch references: (loss, X, Y) -> (out, the batch SUM of the losses); the harness divides by B for "mean".
 def torch_softmax_ce(loss, X, Y):
+    import torch
+    import torch.nn.functional as F
+
     return torch.softmax(X, dim=1), F.cross_entropy(X, Y, reduction="sum")
 
 
+def torch_mse(loss, X, Y):
+    import torch.nn.functional as F
+
+    return X, F.mse_loss(X, Y, reduction="sum")
+
+
+def torch_sigmoid_bce(loss, X, Y):
+    import torch
+    import torch.nn.functional as F
+
+    return torch.sigmoid(X), F.binary_cross_entropy_with_logits(X, Y, reduction="sum")
+
+
+@pytest.mark.torch
 def test_softmax_cross_entropy_mean():
     both(SoftmaxCrossEntropy("mean"), one_hot(np.array([2, 0, 1, 2]), 3, np.float64), torch_softmax_ce)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 def test_softmax_cross_entropy_with_probability_targets(reduction):
     both(SoftmaxCrossEntropy(reduction), SOFT / SOFT.sum(axis=1, keepdims=True), torch_softmax_ce)  # P - Y holds
 
 
+@pytest.mark.torch
 def test_mse_mean():
     # ours averages over the batch only, not over the K outputs as PyTorch's mse_loss(reduction="mean") does
-    both(MSE("mean"), SOFT, lambda loss, X, Y: (X, F.mse_loss(X, Y, reduction="sum")))
+    both(MSE("mean"), SOFT, torch_mse)
 
 
+@pytest.mark.torch
 def test_sigmoid_binary_cross_entropy_mean():
-    both(SigmoidBinaryCrossEntropy("mean"), SOFT,
-         lambda loss, X, Y: (torch.sigmoid(X), F.binary_cross_entropy_with_logits(X, Y, reduction="sum")))
+    both(SigmoidBinaryCrossEntropy("mean"), SOFT, torch_sigmoid_bce)
 
 
 def test_mean_is_the_sum_divided_by_the_batch():
@@ -59,6 +76,7 @@ def test_mean_is_the_sum_divided_by_the_batch():
         np.testing.assert_allclose(mean.bp_input(G), total.bp_input(G) / len(LOGITS), rtol=1e-15)
 
 
+@pytest.mark.torch
 def test_linear_with_he_init_passes_both_checks():
     layer = Linear(I, 4, rng=np.random.default_rng(0), init=he_uniform)
     assert gradcheck(layer, (B, I)).ok and torch_check(layer, (B, I)).ok

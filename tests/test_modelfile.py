@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 
 import bareprop as bp
-from bareprop.modelfile import net_spec
+from bareprop.check.references import REFERENCES
+from bareprop.core.layers import LAYERS
+from bareprop.core.losses import LOSSES
+from bareprop.experiment.modelfile import net_spec
 
 
 def trained_net(dtype=np.float32, sizes=(6, 5, 4, 3)):
@@ -22,9 +25,10 @@ def trained_net(dtype=np.float32, sizes=(6, 5, 4, 3)):
 def test_save_then_load_round_trips_bit_for_bit(tmp_path, dtype):
     net, X = trained_net(dtype)
     path = tmp_path / "model.npz"
-    net.save(path)
+    bp.save(net, path)
     loaded = bp.load(path)
-    assert loaded.sizes == net.sizes and loaded.lr == net.lr and loaded.dtype == net.dtype
+    assert type(loaded) is bp.NeuralNet and loaded.sizes == net.sizes and loaded.dtype == net.dtype
+    assert loaded.lr == 0.001  # a training setting, not part of the model: the default, not net's 0.0125
     assert repr(loaded) == repr(net)
     for a, b in zip(net.params(), loaded.params()):
         assert a.dtype == b.dtype
@@ -35,12 +39,13 @@ def test_save_then_load_round_trips_bit_for_bit(tmp_path, dtype):
 
 def test_the_spec_is_a_list_of_layer_specs(tmp_path):
     net, _ = trained_net()
-    net.save(tmp_path / "m.npz")
+    bp.save(net, tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         spec = json.loads(str(archive["spec"]))
         assert sorted(archive.files) == ["layers.0.W", "layers.2.W", "layers.4.W", "spec"]
     assert spec == net_spec(net)
     assert spec["format"] == "bareprop-model" and spec["version"] == 1
+    assert sorted(spec) == ["dtype", "format", "layers", "loss", "version"]  # no "lr": the model, not its training
     assert spec["layers"] == [{"type": "Linear", "in": 6, "out": 5}, {"type": "ReLU"},
                               {"type": "Linear", "in": 5, "out": 4}, {"type": "ReLU"},
                               {"type": "Linear", "in": 4, "out": 3}]
@@ -92,12 +97,16 @@ def bad_cases(tmp_path):
     yield "no spec", "no 'spec' array", tmp_path / "nospec.npz"
     np.savez(tmp_path / "json.npz", spec=np.array("{not json"), **arrays)
     yield "bad json", "the spec is not valid JSON", tmp_path / "json.npz"
-    yield "layer type", "not a network this bareprop can build", write_npz(
+    yield "layer type", "not a network this bareprop can build as a NeuralNet", write_npz(
         tmp_path / "type.npz", arrays, {"layers": [{"type": "Linear", "in": 6, "out": 5}, {"type": "Tanh"},
                                                    {"type": "Linear", "in": 5, "out": 4}, {"type": "ReLU"},
                                                    {"type": "Linear", "in": 4, "out": 3}]})
-    yield "sizes", "do not give positive integer sizes", write_npz(
+    yield "sizes", "does not build a Linear", write_npz(
         tmp_path / "sizes.npz", arrays, {"layers": [{"type": "Linear", "in": "six", "out": 5}]})
+    yield "size 0", "do not give positive integer sizes", write_npz(
+        tmp_path / "size0.npz", arrays, {"layers": [{"type": "Linear", "in": 0, "out": 3}]})
+    yield "NaN in spec", "has slope nan, not a finite number", write_npz(
+        tmp_path / "nanspec.npz", arrays, {"layers": [{"type": "LeakyReLU", "slope": float("nan")}]})
     good = write_npz(tmp_path / "good.npz", arrays).read_bytes()
     for cut in [len(good) // 3, len(good) - 10]:
         (tmp_path / f"cut{cut}.npz").write_bytes(good[:cut])
@@ -109,7 +118,7 @@ def bad_cases(tmp_path):
 
 def test_every_bad_file_is_a_one_line_error_naming_file_and_problem(tmp_path):
     cases = list(bad_cases(tmp_path))
-    assert len(cases) == 17
+    assert len(cases) == 19
     for name, problem, path in cases:
         with pytest.raises(bp.ModelFileError) as caught:
             bp.load(path)
@@ -121,16 +130,113 @@ def test_save_refuses_a_layer_it_cannot_describe(tmp_path):
     net, _ = trained_net()
     net.layers.append(object())
     with pytest.raises(ValueError, match="cannot record layer"):
-        net.save(tmp_path / "m.npz")
+        bp.save(net, tmp_path / "m.npz")
     assert not list(tmp_path.iterdir())
 
 
 def test_a_failed_save_leaves_the_old_file(tmp_path):
     net, _ = trained_net()
     path = tmp_path / "m.npz"
-    net.save(path)
+    bp.save(net, path)
     before = path.read_bytes()
     net.layers.append(object())
     with pytest.raises(ValueError):
-        net.save(path)
+        bp.save(net, path)
     assert path.read_bytes() == before
+
+
+# --- every layer and loss comes back from its spec -------------------------------------------
+
+def in_a_net(example, rng):
+    """A Sequential holding `example` (a layer of width 4 or a loss), and the index of the example's layer."""
+    if example.__class__ in LOSSES:
+        return bp.Sequential([bp.Linear(4, 3, rng=rng)], loss=example), None
+    if hasattr(example, "W"):
+        return bp.Sequential([example]), 0
+    return bp.Sequential([bp.Linear(4, 4, rng=rng), example, bp.Linear(4, 3, rng=rng)]), 1
+
+
+@pytest.mark.parametrize("cls", LAYERS + LOSSES, ids=lambda cls: cls.__name__)
+def test_every_layer_and_loss_round_trips_through_its_spec(tmp_path, cls):
+    rng = np.random.default_rng(3)
+    example = REFERENCES[cls].build(4, rng)
+    net, i = in_a_net(example, rng)
+    bp.save(net, tmp_path / "m.npz")
+    loaded = bp.load(tmp_path / "m.npz")
+    back = loaded.loss if i is None else loaded.layers[i]
+    assert type(back) is cls and back.spec() == example.spec() and repr(back) == repr(example)
+    with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
+        spec = json.loads(str(archive["spec"]))
+    assert (spec["loss"] if i is None else spec["layers"][i]) == {"type": cls.__name__, **example.spec()}
+    X = rng.normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+
+
+@pytest.mark.parametrize("bad", [
+    {"type": "LeakyReLU", "slope": float("nan")},
+    {"type": "LeakyReLU", "slope": float("inf")},
+    {"type": "Dropout", "p_drop": float("-inf")},
+    {"type": "Linear", "in": 6, "out": float("nan")},
+])
+def test_a_nan_or_infinite_number_in_a_spec_is_refused(tmp_path, bad):
+    spec = net_spec(trained_net()[0])
+    spec["layers"][1] = bad
+    path = write_npz(tmp_path / "m.npz", good_arrays(), spec=spec)
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: the spec's layer ") and "not a finite number" in message
+    assert "\n" not in message
+
+
+def test_save_refuses_a_setting_json_cannot_hold(tmp_path):
+    rng = np.random.default_rng(0)
+    net = bp.Sequential([bp.Linear(3, 4, rng=rng), bp.LeakyReLU(float("nan")), bp.Linear(4, 2, rng=rng)])
+    with pytest.raises(ValueError, match=r"cannot record layer LeakyReLU\(nan\): its slope is nan"):
+        bp.save(net, tmp_path / "m.npz")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ({"type": "Linear", "in": 6, "out": 5, "bias": True}, "has bias True, not a finite number"),
+    ({"type": "Linear", "in": 6, "out": 5, "bias": 1}, "does not build a Linear"),
+    ({"type": "Linear", "in": 6}, "does not build a Linear"),
+    ({"type": "Linear", "in": 6.0, "out": 5}, "does not build a Linear"),
+    ({"type": "Linear", "width": 6, "out": 5}, "is not a Linear as bareprop writes one (such as {'type': 'Linear', "
+                                               "'in': 6, 'out': 5})"),
+    ({"type": "ReLU", "slope": 0.1}, "does not build a ReLU"),
+    ({"type": "LeakyReLU"}, "is not a LeakyReLU as bareprop writes one (such as {'type': 'LeakyReLU', 'slope': 0.01})"),
+    ({"type": "Dropout", "p_drop": 1.0}, "does not build a Dropout (Dropout: p_drop must lie in [0, 1), got 1.0)"),
+    ({"type": "Dropout", "p": 0.1}, "is not a Dropout as bareprop writes one"),
+    ({"type": "relu"}, "is not one this bareprop has (no such layer; it has Linear, ReLU,"),
+    ("ReLU", "is not one this bareprop has"),
+])
+def test_a_layer_spec_must_hold_exactly_the_layers_settings(tmp_path, bad, problem):
+    spec = net_spec(trained_net()[0])
+    spec["layers"][1] = bad
+    path = write_npz(tmp_path / "m.npz", good_arrays(), spec=spec)
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: ") and problem in message and "\n" not in message, message
+
+
+def test_an_old_file_that_recorded_lr_still_loads(tmp_path):
+    """Version-1 files written before the model file stopped recording the lr: it is read and ignored."""
+    net, X = trained_net()
+    new = net_spec(net)
+    old = {"format": new["format"], "version": 1, "dtype": new["dtype"], "lr": 0.0125, "layers": new["layers"],
+           "loss": new["loss"]}  # exactly what bareprop wrote then
+    loaded = bp.load(write_npz(tmp_path / "old.npz", good_arrays(), spec=old))
+    assert type(loaded) is bp.NeuralNet and repr(loaded) == repr(net) and loaded.lr == 0.001
+    np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
+    assert bp.load(write_npz(tmp_path / "odd.npz", good_arrays(), spec={**old, "lr": "fast"})).sizes == net.sizes
+
+
+def test_load_draws_nothing_from_its_generator(tmp_path):
+    """Loading builds placeholder weights without drawing: a loaded net's Dropout draws from rng as given."""
+    bp.save(bp.NeuralNet((6, 5, 3), rng=np.random.default_rng(0), p_drop=0.5), tmp_path / "m.npz")
+    rng = np.random.default_rng(11)
+    loaded = bp.load(tmp_path / "m.npz", rng=rng)
+    assert loaded.layers[2].rng is rng
+    assert rng.random() == np.random.default_rng(11).random()

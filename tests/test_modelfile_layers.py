@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bareprop as bp
-from bareprop.modelfile import net_spec
+from bareprop.experiment.modelfile import net_spec
 
 
 def data(r, n=40, d=6, k=3):
@@ -14,10 +14,10 @@ def data(r, n=40, d=6, k=3):
 
 
 def round_trip(net, tmp_path, X):
-    net.save(tmp_path / "m.npz")
+    bp.save(net, tmp_path / "m.npz")
     loaded = bp.load(tmp_path / "m.npz")
     assert type(loaded) is type(net) and repr(loaded) == repr(net)
-    assert loaded.lr == net.lr and loaded.dtype == net.dtype and loaded.sizes == net.sizes
+    assert loaded.dtype == net.dtype and loaded.sizes == net.sizes
     for a, b in zip(net.params(), loaded.params()):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
@@ -53,7 +53,7 @@ def test_sequential_with_any_loss_round_trips(tmp_path, loss):
 
 
 def write_spec(tmp_path, net, change):
-    net.save(tmp_path / "ok.npz")
+    bp.save(net, tmp_path / "ok.npz")
     with np.load(tmp_path / "ok.npz", allow_pickle=False) as archive:
         arrays = {name: archive[name] for name in archive.files}
     spec = json.loads(str(arrays.pop("spec")))
@@ -63,11 +63,17 @@ def write_spec(tmp_path, net, change):
 
 
 @pytest.mark.parametrize("change, problem", [
-    (lambda s: s["layers"].__setitem__(1, {"type": "Softplus"}), "no such layer: {'type': 'Softplus'}"),
-    (lambda s: s["layers"].__setitem__(2, {"type": "Dropout", "p_drop": 1.5}), "no such layer"),
-    (lambda s: s["layers"].__setitem__(1, {"type": "LeakyReLU"}), "no such layer"),
+    (lambda s: s["layers"].__setitem__(1, {"type": "Softplus"}),
+     "the spec's layer {'type': 'Softplus'} is not one this bareprop has (no such layer; it has Linear, ReLU, "),
+    (lambda s: s["layers"].__setitem__(2, {"type": "Dropout", "p_drop": 1.5}),
+     "does not build a Dropout (Dropout: p_drop must lie in [0, 1), got 1.5)"),
+    (lambda s: s["layers"].__setitem__(1, {"type": "LeakyReLU"}), "is not a LeakyReLU as bareprop writes one"),
+    (lambda s: s["layers"].__setitem__(1, {"type": "LeakyReLU", "slope": float("inf")}),
+     "has slope inf, not a finite number"),
     (lambda s: s.__setitem__("loss", {"type": "SoftmaxCrossEntropy", "reduction": "avg"}), "the spec's loss"),
-    (lambda s: s.__setitem__("loss", {"type": "Hinge"}), "the spec's loss"),
+    (lambda s: s.__setitem__("loss", {"type": "Hinge"}), "the spec's loss {'type': 'Hinge'} is not one this"),
+    (lambda s: s.__setitem__("loss", {"type": "MSE", "reduction": float("nan")}), "has reduction nan"),
+    (lambda s: s.pop("loss"), "the spec's loss None is not one this bareprop has"),
     (lambda s: s.__setitem__("net", "ResNet"), "the spec's net 'ResNet'"),
     (lambda s: s.pop("net"), "as a NeuralNet"),
 ])
@@ -87,5 +93,5 @@ def test_save_refuses_a_loss_it_cannot_describe(tmp_path):
         pass
     net = bp.Sequential([bp.Linear(3, 2, rng=np.random.default_rng(0))], loss=Hinge())
     with pytest.raises(ValueError, match="cannot record loss"):
-        net.save(tmp_path / "m.npz")
+        bp.save(net, tmp_path / "m.npz")
     assert not list(tmp_path.iterdir())

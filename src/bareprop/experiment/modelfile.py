@@ -1,21 +1,32 @@
-"""Model files: a NeuralNet's weights plus a JSON spec of its architecture, in one .npz archive.
+"""Model files: a net's weights plus a JSON spec of its architecture, in one .npz archive.
 
 The archive holds
-    spec        a 0-d unicode array: JSON {"format": "bareprop-model", "version": 1, "dtype", "lr",
+    spec        a 0-d unicode array: JSON {"format": "bareprop-model", "version": 1, "dtype",
                 "layers": [{"type": "Linear", "in": 784, "out": 32}, {"type": "ReLU"}, ...], "loss",
                 and "net": "Sequential" for a net that is not a NeuralNet}
     layers.i.W  the weight matrix of layer i (i indexes "layers"), shape (in+1, out)
+Each layer (and the loss) is written as {"type": its class name, **its spec()} and read back as
+cls(*settings), cls looked up in bareprop's LAYERS (LOSSES): the layers say what they need, not this
+file. Training settings (the lr) are not part of a model; older files that recorded "lr" still load.
 Loading never unpickles (allow_pickle=False) and checks everything against the spec; each problem
 is a ModelFileError whose one-line message names the file.
 """
 
+import copy
+import inspect
 import io
 import json
+import math
 import zipfile
 import zlib
 from pathlib import Path
 
 import numpy as np
+
+from ..core.layers import LAYERS, Dropout
+from ..core.losses import LOSSES
+from ..core.net import NeuralNet, Sequential
+from ..files import atomic_write
 
 FORMAT = "bareprop-model"
 VERSION = 1
@@ -25,52 +36,37 @@ class ModelFileError(ValueError):
     """A model file is missing, unreadable, or not a valid bareprop model."""
 
 
-def layer_spec(layer):
-    """The JSON-able description of one layer; new layer types add a line here and in _layer."""
-    from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+# --- writing ----------------------------------------------------------------------------
 
-    if type(layer) is Linear:
-        return {"type": "Linear", "in": layer.in_features, "out": layer.out_features}
-    if type(layer) is LeakyReLU:
-        return {"type": "LeakyReLU", "slope": layer.slope}
-    if type(layer) is Dropout:
-        return {"type": "Dropout", "p_drop": layer.p_drop}
-    if type(layer) in (ReLU, Sigmoid, Tanh, GELU):
-        return {"type": type(layer).__name__}
-    raise ValueError(f"save: cannot record layer {layer!r}: no spec for {type(layer).__name__}")
+def _entry(obj, kinds, what):
+    """{"type": class name, **obj.spec()} for a layer or loss whose class is one of `kinds`."""
+    if type(obj) not in kinds:
+        raise ValueError(f"save: cannot record {what} {obj!r}: {type(obj).__name__} is not one of bareprop's "
+                         f"{what}s ({', '.join(cls.__name__ for cls in kinds)})")
+    settings = obj.spec()
+    bad = _bad_setting(settings)
+    if bad is not None:
+        raise ValueError(f"save: cannot record {what} {obj!r}: its {bad} is {settings[bad]!r}, not a finite number")
+    return {"type": type(obj).__name__, **settings}
 
 
-def loss_spec(loss):
-    """The JSON-able description of the loss: its type, and its reduction unless it is the default "sum"."""
-    from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-
-    if type(loss) not in (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy):
-        raise ValueError(f"save: cannot record loss {loss!r}: no spec for {type(loss).__name__}")
-    return {"type": type(loss).__name__, **({"reduction": loss.reduction} if loss.reduction != "sum" else {})}
+def _entries(net):
+    """(the layers' entries, the loss's entry): what a model file says of the net's architecture."""
+    return [_entry(layer, LAYERS, "layer") for layer in net.layers], _entry(net.loss, LOSSES, "loss")
 
 
 def net_spec(net):
     """The architecture of `net` as a JSON-able dict (no weights)."""
-    from .net import NeuralNet
-
-    spec = {
-        "format": FORMAT,
-        "version": VERSION,
-        "dtype": net.dtype.name,
-        "lr": net.lr,
-        "layers": [layer_spec(layer) for layer in net.layers],
-        "loss": loss_spec(net.loss),
-    }
+    layers, loss = _entries(net)
+    spec = {"format": FORMAT, "version": VERSION, "dtype": net.dtype.name, "layers": layers, "loss": loss}
     if type(net) is not NeuralNet:
         spec["net"] = "Sequential"
     return spec
 
 
 def save(net, path):
-    """Write `net` to `path` (.npz): under a temporary name, renamed once complete."""
-    from .files import atomic_write
-
-    arrays = {"spec": np.array(json.dumps(net_spec(net)))}
+    """Write `net` (a NeuralNet or Sequential) to `path` (.npz): under a temporary name, renamed once complete."""
+    arrays = {"spec": np.array(json.dumps(net_spec(net), allow_nan=False))}
     for i, layer in enumerate(net.layers):
         if hasattr(layer, "W"):
             arrays[f"layers.{i}.W"] = layer.W
@@ -79,11 +75,14 @@ def save(net, path):
     atomic_write(Path(path), buffer.getvalue())
 
 
+# --- reading ----------------------------------------------------------------------------
+
 def load(path, *, rng=None):
     """Read a NeuralNet (or Sequential) written by save(); raise ModelFileError naming the file on any problem.
 
     rng is the generator that Dropout layers draw their masks from if the net is trained further
-    (inference never draws); default np.random.default_rng(0)."""
+    (inference never draws); default np.random.default_rng(0). The net's lr is the default: a model
+    file records no training settings."""
     path = Path(path)
 
     def fail(problem):
@@ -93,7 +92,8 @@ def load(path, *, rng=None):
     if "spec" not in arrays:
         raise fail("no 'spec' array: not a bareprop model file")
     spec = _parse_spec(arrays.pop("spec"), fail)
-    net, expected = _build(spec, fail, np.random.default_rng(0) if rng is None else rng)
+    net = _build(spec, fail, np.random.default_rng(0) if rng is None else rng)
+    expected = {f"layers.{i}.W": layer for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
     missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
     if missing:
         raise fail(f"missing array{'s' * (len(missing) > 1)} {', '.join(missing)}")
@@ -151,86 +151,78 @@ def _parse_spec(array, fail):
     return spec
 
 
-def _layer(spec, dtype, rng):
-    """The layer one layer spec describes (a Linear with placeholder weights), or None if unknown."""
-    from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-
-    kind, args = spec.get("type"), {k: v for k, v in spec.items() if k != "type"}
-    number = (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool))  # noqa: E731
-    if kind == "Linear" and set(args) == {"in", "out"}:
-        return Linear(args["in"], args["out"], rng=rng, dtype=dtype)
-    if kind == "LeakyReLU" and set(args) == {"slope"} and number(args["slope"]):
-        return LeakyReLU(args["slope"])
-    if kind == "Dropout" and set(args) == {"p_drop"} and number(args["p_drop"]) and 0 <= args["p_drop"] < 1:
-        return Dropout(args["p_drop"], rng=rng)
-    plain = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "GELU": GELU}
-    if kind in plain and not args:
-        return plain[kind]()
+def _bad_setting(settings):
+    """The name of the first setting that is not a string or a finite number, or None if all are."""
+    for name, value in settings.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # not null, a list, true/false
+            return name
+        if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: JSON that Python reads
+            return name
     return None
 
 
-def _loss(spec, fail):
-    from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-
-    kinds = {cls.__name__: cls for cls in (SoftmaxCrossEntropy, MSE, SigmoidBinaryCrossEntropy)}
-    reduction = spec.get("reduction", "sum") if isinstance(spec, dict) else None
-    if (not isinstance(spec, dict) or spec.get("type") not in kinds or set(spec) - {"type", "reduction"}
-            or reduction not in ("sum", "mean")):
-        raise fail(f"the spec's loss {spec!r} is not SoftmaxCrossEntropy, MSE or SigmoidBinaryCrossEntropy")
-    return kinds[spec["type"]](reduction)
+def _placeholder(rng, fan_in, fan_out, dtype):
+    """Zero weights, drawing nothing from rng: load() replaces them with the file's."""
+    return np.zeros((fan_in, fan_out), dtype)  # (fan_in, fan_out)
 
 
-def _as_neural_net(layers, loss, lr, dtype, rng):
-    """The NeuralNet whose layers have exactly these specs, or None if no NeuralNet does."""
-    from .losses import SoftmaxCrossEntropy
-    from .net import NeuralNet
-
-    if type(loss) is not SoftmaxCrossEntropy or loss.reduction != "sum":
-        return None
-    linears = [spec for spec in layers if spec.get("type") == "Linear"]
-    sizes = [spec["in"] for spec in linears[:1]] + [spec["out"] for spec in linears]
-    activation = layers[1] if len(layers) > 1 else {"type": "ReLU"}
-    p_drop = next((spec["p_drop"] for spec in layers if spec.get("type") == "Dropout"), 0.0)
+def _from_spec(spec, kinds, what, fail, **available):
+    """The layer (or loss) one spec describes, built as cls(*settings, **what its constructor takes of
+    `available`: rng, dtype, init); it must give back exactly this spec, so no setting is lost or guessed."""
+    by_name = {cls.__name__: cls for cls in kinds}
+    if not isinstance(spec, dict) or spec.get("type") not in by_name:
+        raise fail(f"the spec's {what} {spec!r} is not one this bareprop has (no such {what}; it has "
+                   f"{', '.join(by_name)})")
+    cls, settings = by_name[spec["type"]], {k: v for k, v in spec.items() if k != "type"}
+    bad = _bad_setting(settings)
+    if bad is not None:
+        raise fail(f"the spec's {what} {spec!r} has {bad} {settings[bad]!r}, not a finite number")
+    takes = inspect.signature(cls).parameters
     try:
-        net = NeuralNet(sizes, lr=lr, rng=rng, dtype=dtype, activation=lambda: _layer(activation, dtype, rng),
-                        p_drop=p_drop)
-        return net if [layer_spec(layer) for layer in net.layers] == layers else None
-    except (ValueError, TypeError, AttributeError, KeyError):  # no NeuralNet has these layers
-        return None
+        built = cls(*settings.values(), **{k: v for k, v in available.items() if k in takes})
+    except (TypeError, ValueError, OverflowError, MemoryError) as e:
+        raise fail(f"the spec's {what} {spec!r} does not build a {cls.__name__} ({_one_line(e)})") from None
+    if built.spec() != settings:
+        raise fail(f"the spec's {what} {spec!r} is not a {cls.__name__} as bareprop writes one "
+                   f"(such as {_entry(built, kinds, what)})")
+    return built
+
+
+def _one_line(error):
+    return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _as_neural_net(net, rng):
+    """The NeuralNet with exactly the layers and loss of the Sequential `net`, or None if no NeuralNet has them."""
+    p_drop = next((layer.p_drop for layer in net.layers if type(layer) is Dropout), 0.0)
+    like = NeuralNet(net.sizes, rng=rng, dtype=net.dtype, init=_placeholder, p_drop=p_drop,
+                     activation=lambda: copy.copy(net.layers[1]))  # a fresh layer like the one after the first Linear
+    return like if _entries(like) == _entries(net) else None
 
 
 def _build(spec, fail, rng):
-    """A NeuralNet (or Sequential) with the spec's architecture and {array name: layer} for the
-    arrays it needs. The weights it is built with are placeholders, overwritten by load()."""
-    from .net import Sequential
-
-    layers, lr, dtype = spec.get("layers"), spec.get("lr"), spec.get("dtype")
+    """The NeuralNet (or Sequential) the spec describes, its weights placeholders that load() overwrites.
+    An "lr" in the spec (version-1 files before bareprop stopped recording it) is ignored."""
+    dtype, layers, kind = spec.get("dtype"), spec.get("layers"), spec.get("net", "NeuralNet")
     if dtype not in ("float32", "float64"):
         raise fail(f"the spec's dtype {dtype!r} is not float32 or float64")
-    if not isinstance(lr, (int, float)) or isinstance(lr, bool) or not lr > 0:
-        raise fail(f"the spec's lr {lr!r} is not a positive number")
-    loss = _loss(spec.get("loss"), fail)
-    if not isinstance(layers, list) or not all(isinstance(layer, dict) for layer in layers):
+    if not isinstance(layers, list):
         raise fail("the spec's layers are not a list of layer specs")
-    linears = [layer for layer in layers if layer.get("type") == "Linear"]
-    sizes = [layer.get("in") for layer in linears[:1]] + [layer.get("out") for layer in linears]
-    if len(sizes) < 2 or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+    if kind not in ("NeuralNet", "Sequential"):
+        raise fail(f"the spec's net {kind!r} is not NeuralNet or Sequential")
+    built = [_from_spec(layer, LAYERS, "layer", fail, rng=rng, dtype=np.dtype(dtype), init=_placeholder)
+             for layer in layers]
+    loss = _from_spec(spec.get("loss"), LOSSES, "loss", fail)
+    try:
+        net = Sequential(built, loss)
+    except ValueError as e:
+        raise fail(f"the spec does not describe a network this bareprop can build ({_one_line(e)})") from None
+    if not all(size > 0 for size in net.sizes):
         raise fail(f"the spec's layers {layers} do not give positive integer sizes")
-    if spec.get("net", "NeuralNet") not in ("NeuralNet", "Sequential"):
-        raise fail(f"the spec's net {spec.get('net')!r} is not NeuralNet or Sequential")
-    net = _as_neural_net(layers, loss, lr, dtype, rng) if spec.get("net", "NeuralNet") == "NeuralNet" else None
-    if net is None:
-        built = [_layer(layer, dtype, rng) for layer in layers]
-        unknown = [layer for layer, made in zip(layers, built) if made is None]
-        if unknown:
-            raise fail(f"the spec's layers {layers} are not a network this bareprop can build "
-                       f"(no such layer: {unknown[0]})")
-        try:
-            net = Sequential(built, loss, lr)
-        except ValueError as e:
-            raise fail(f"the spec does not describe a network this bareprop can build ({e})") from None
-        if spec.get("net", "NeuralNet") == "NeuralNet":
-            raise fail(f"the spec's layers {layers} are not a network this bareprop can build as a NeuralNet "
-                       "(Linear, then an activation, maybe Dropout, and Linear in turn)")
-    expected = {f"layers.{i}.W": layer for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
-    return net, expected
+    if kind == "NeuralNet":
+        net = _as_neural_net(net, rng)
+        if net is None:
+            raise fail(f"the spec's layers {layers} and loss {spec['loss']} are not a network this bareprop can "
+                       "build as a NeuralNet (Linear, then an activation, maybe Dropout, and Linear in turn; "
+                       "SoftmaxCrossEntropy)")
+    return net
