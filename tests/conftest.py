@@ -1,4 +1,9 @@
-"""Fixtures shared by the data tests: an isolated cache and a loopback server."""
+"""Fixtures shared by the tests: an isolated data cache, a loopback server, and one CLI run."""
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from loopback import Server
@@ -19,3 +24,24 @@ def server():
     s = Server()
     yield s
     s.close()
+
+
+@dataclass
+class CliRun:
+    out: Path  # the folder it wrote
+    argv: list  # the arguments after `bareprop`
+    lines: list  # what it printed, line by line
+
+
+CLI_RUN = ["train", "--epochs", "1"]  # the post's run, one epoch, seed 0, report included
+
+
+@pytest.fixture(scope="session")
+def cli_run(tmp_path_factory):
+    """One `bareprop train --epochs 1` in a fresh process, for the tests that only read what it wrote
+    and printed (a test that changes the folder copies it first)."""
+    out = tmp_path_factory.mktemp("cli-run") / "run"
+    argv = [*CLI_RUN, "--output", str(out)]
+    result = subprocess.run([sys.executable, "-m", "bareprop", *argv], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    return CliRun(out, argv, result.stdout.splitlines())

@@ -1,11 +1,17 @@
+"""`bareprop train` end to end: what it prints, the files it writes, its flags, and bad input."""
+
 import json
 import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
+import bareprop as bp
 from bareprop.cli import main
+from bareprop.fast import kernel
+from bareprop.report.page import CHARTS
 
 
 def run_cli(*args, cwd=None):
@@ -13,21 +19,24 @@ def run_cli(*args, cwd=None):
                           cwd=cwd, timeout=600)
 
 
-def test_train_one_epoch_end_to_end(tmp_path):
-    out = tmp_path / "run"
-    result = run_cli("train", "--epochs", "1", "--output", str(out))
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("epoch: 0 | correct: 0.8") and " | test: 0.9" in lines[0] and lines[0].endswith(" s")
-    assert str(out.resolve()) in lines[-1]
-    record = json.loads((out / "history.json").read_text())
-    assert record["config"]["epochs"] == 1
-    assert record["history"]["test_acc"][0] >= 0.90
-    html = (out / "chart.html").read_text()
-    assert "<script" in html and "vega" in html.lower()
-    assert "vegaEmbed" in html and not re.search(r"<script[^>]*\bsrc=", html)  # Vega inlined: opens offline
-    png = (out / "chart.png").read_bytes()
+def test_train_one_epoch_end_to_end(cli_run):
+    first, last = cli_run.lines[0], cli_run.lines[-1]
+    assert first.startswith("epoch: 0 | correct: 0.8") and " | test: 0.9" in first and first.endswith(" s")
+    assert re.fullmatch(r"test accuracy 0\.9\d{3}; (kernel|readable) path, 1 thread; results in (.+)", last), last
+    assert last.endswith(f"results in {cli_run.out.resolve()}") and len(cli_run.lines) == 2
+    manifest = json.loads((cli_run.out / "run.json").read_text())
+    assert manifest["config"]["epochs"] == 1 and manifest["history"]["test_acc"][0] >= 0.90
+    assert f"test accuracy {manifest['history']['test_acc'][0]:.4f}; {manifest['path']} path" in last
+
+
+def test_one_file_per_artifact(cli_run, tmp_path):
+    pngs = {f"{name}.png" for name, _, _ in CHARTS}
+    assert {p.name for p in cli_run.out.iterdir()} == {"model.npz", "run.json", "report.html", *pngs}
+    png = (cli_run.out / "loss_accuracy.png").read_bytes()  # the post's chart
     assert png.startswith(b"\x89PNG") and len(png) > 5000
+
+    assert main(["train", "--epochs", "1", "--hidden", "8", "--no-plot", "--quiet", "--output", str(tmp_path)]) == 0
+    assert {p.name for p in tmp_path.iterdir()} == {"model.npz", "run.json"}
 
 
 def test_same_seed_prints_the_same_lines(tmp_path):
@@ -39,7 +48,49 @@ def test_same_seed_prints_the_same_lines(tmp_path):
     first = lines(3, "a")
     assert first == lines(3, "b")
     assert first != lines(4, "c")
-    assert not (tmp_path / "a" / "chart.png").exists()
+
+
+def history_numbers(run_dir):
+    """The per-epoch figures of a run.json, times aside."""
+    history = json.loads((run_dir / "run.json").read_text())["history"]
+    return {k: v for k, v in history.items() if k not in ("seconds", "path", "threads")}
+
+
+def assert_same_model(a, b):
+    for Wa, Wb in zip(bp.load(a / "model.npz").params(), bp.load(b / "model.npz").params(), strict=True):
+        np.testing.assert_array_equal(Wa, Wb)
+
+
+def test_threads_2_gives_the_numbers_of_threads_1_on_the_kernel(cli_run, tmp_path, capsys):
+    assert json.loads((cli_run.out / "run.json").read_text())["path"] == "kernel"  # the fixture's run: 1 thread
+    out = tmp_path / "two"
+    assert main(["train", "--epochs", "1", "--threads", "2", "--no-plot", "--quiet", "--output", str(out)]) == 0
+    assert "; kernel path, 2 threads; results in " in capsys.readouterr().out
+    manifest = json.loads((out / "run.json").read_text())
+    assert (manifest["path"], manifest["threads"], manifest["config"]["threads"]) == ("kernel", 2, 2)
+    assert manifest["kernel_isa"] == kernel._kernel.ISA and manifest["history"]["threads"] == 2
+    assert history_numbers(out) == history_numbers(cli_run.out)
+    assert_same_model(out, cli_run.out)
+
+
+def test_path_readable_is_taken_and_recorded(cli_run, tmp_path, capsys):
+    out = tmp_path / "readable"
+    assert main(["train", "--epochs", "1", "--path", "readable", "--no-plot", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("epoch: 0 | correct: 0.8") and "; readable path, 1 thread; " in printed[-1]
+    manifest = json.loads((out / "run.json").read_text())
+    assert (manifest["path"], manifest["config"]["path"], manifest["kernel_isa"]) == ("readable", "readable", None)
+    readable, compiled = history_numbers(out), history_numbers(cli_run.out)
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):  # the same steps, summed in another order
+        np.testing.assert_allclose(readable[key], compiled[key], rtol=1e-3, err_msg=key)
+
+
+def test_path_kernel_where_the_kernel_cannot_go_is_one_line(tmp_path, capsys):
+    assert main(["train", "--path", "kernel", "--optimizer", "adam", "--output", str(tmp_path / "run")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert "path='kernel' cannot train NeuralNet(" in captured.err and "not plain SGD" in captured.err
+    assert not (tmp_path / "run").exists()  # refused before the folder was made
 
 
 @pytest.mark.parametrize("args, message", [
@@ -49,6 +100,10 @@ def test_same_seed_prints_the_same_lines(tmp_path):
     (["train", "--batch-size", "-5"], "--batch-size: must be positive"),
     (["train", "--lr", "0"], "--lr: must be positive"),
     (["train", "--lr", "nan"], "--lr: must be positive"),
+    (["train", "--seed", "-1"], "--seed: must be >= 0, got -1"),
+    (["train", "--threads", "0"], "--threads: must be positive, got 0"),
+    (["train", "--threads", "1.5"], "--threads: expected a positive int, got '1.5'"),
+    (["train", "--path", "fast"], "--path: invalid choice: 'fast' (choose from"),
     (["fly"], "invalid choice: 'fly'"),
     ([], "required: COMMAND"),
 ])
@@ -71,7 +126,9 @@ def test_unwritable_output_folder(tmp_path, capsys):
 def test_help_explains_every_flag():
     result = run_cli("train", "--help")
     assert result.returncode == 0
-    for flag in ["--epochs", "--batch-size", "--lr", "--hidden", "--seed", "--output", "--no-plot"]:
+    for flag in ["--epochs", "--batch-size", "--lr", "--hidden", "--seed", "--output", "--no-plot", "--threads",
+                 "--path", "--config", "--quiet", "--log-json"]:
         assert flag in result.stdout
     top = run_cli("--help")
-    assert top.returncode == 0 and "train" in top.stdout
+    assert top.returncode == 0 and all(command in top.stdout for command in
+                                       ["train", "data", "gradcheck", "evaluate", "predict", "report"])

@@ -11,6 +11,7 @@ import sys
 import pytest
 from loopback import CLASSES, gz, like, tiny_dataset, tiny_payloads
 
+from bareprop import load
 from bareprop.cli import main
 from bareprop.data.datasets import ALL_FILES, DATASETS
 
@@ -146,9 +147,9 @@ def test_train_on_fashion_mnist_end_to_end(server, tmp_path, capsys, monkeypatch
             "--no-plot", "--output", str(out)]
     assert main(args) == 0  # downloads on first use
     assert len(server.hits) == 4
-    record = json.loads((out / "history.json").read_text())
-    assert record["classes"][0] == "T-shirt/top" and len(record["classes"]) == 10
+    record = json.loads((out / "run.json").read_text())
     assert record["config"]["dataset"] == "fashion-mnist" and len(record["history"]["test_acc"]) == 2
+    assert set(record["data"]) == {f"fashion-mnist/{f.removesuffix('.gz')}" for f in ALL_FILES}
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith("epoch: 0 | correct: ") and str(out.resolve()) in printed[-1]
 
@@ -161,4 +162,5 @@ def test_train_uses_the_datasets_classes(tiny, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--dataset", "tiny", "--data-dir", str(tmp_path / "c"), "--epochs", "1", "--no-plot",
                  "--output", str(out)]) == 0
-    assert json.loads((out / "history.json").read_text())["classes"] == list(CLASSES)
+    assert json.loads((out / "run.json").read_text())["config"]["dataset"] == "tiny"
+    assert load(out / "model.npz").sizes == (784, 32, len(CLASSES))  # the output layer: one unit per class

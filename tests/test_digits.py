@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 import bareprop as bp
 from bareprop.cli import main
-from bareprop.digits import ImageError, mnist_digit, read_digit
+from bareprop.data.digits import ImageError, mnist_digit, read_digit
 
 # Strokes of a few digits, in fractions of a square canvas: (kind, (x0, y0, x1, y1)).
 STROKES = {
@@ -46,7 +46,7 @@ def model(tmp_path_factory):
     X, y = bp.load_mnist("train")
     bp.train(net, X, y, epochs=2, rng=r)
     path = tmp_path_factory.mktemp("model") / "model.npz"
-    net.save(path)
+    bp.save(net, path)
     return path
 
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 import bareprop as bp
 from bareprop.cli import main
-from bareprop.progress import HEADER, TrainDisplay, epoch_line
+from bareprop.cli.progress import HEADER, TrainDisplay, epoch_line
 
 
 class Clock:
@@ -37,7 +37,7 @@ def small_training(display, epochs=3):
     net = bp.NeuralNet((6, 8, 2), lr=0.01, rng=r)
     with display:
         return bp.train(net, X, y, epochs=epochs, batch_size=10, rng=r, X_test=X[:100], y_test=y[:100],
-                        on_epoch=display.on_epoch, on_batch=display.on_batch, fast=False)
+                        on_epoch=display.on_epoch, on_batch=display.on_batch, path="readable")
 
 
 def test_on_a_terminal_a_live_bar_redrawn_at_most_every_interval_and_a_row_per_epoch():
@@ -78,8 +78,9 @@ def test_quiet_prints_only_the_final_line_and_log_json_writes_one_object_per_epo
     assert len(out) == 1 and out[0].startswith("test accuracy ") and str(tmp_path / "run") in out[0]
     records = [json.loads(line) for line in log.read_text().splitlines()]
     history = json.loads((tmp_path / "run" / "run.json").read_text())["history"]
-    assert [r["epoch"] for r in records] == [0, 1]
-    for key in ["train_loss", "train_acc", "test_loss", "test_acc", "seconds", "weight_norm", "grad_norm"]:
+    keys = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds", "weight_norm", "grad_norm"]
+    assert [r["epoch"] for r in records] == [0, 1] and all(sorted(r) == sorted(keys) for r in records)
+    for key in keys:
         assert [r[key] for r in records] == history[key], key
 
 
@@ -119,26 +120,20 @@ def test_a_real_terminal_shows_the_bar(tmp_path):
     assert "test accuracy 0." in screen and "epoch: 0 | correct" not in screen
 
 
-def test_on_batch_gets_every_batch_and_the_running_figures_of_the_epoch(monkeypatch):
-    """On the readable loop and the NumPy fast path (the compiled path calls it every 16 batches)."""
-    monkeypatch.setattr(bp._fast, "_kernel", None)
+def test_on_batch_gets_every_batch_and_the_running_figures_of_the_epoch():
+    """On the readable loop (the compiled path calls it every 16 batches, see test_kernel.py)."""
     r = np.random.default_rng(1)
     X = r.normal(size=(300, 6)).astype(np.float32)
     y = (X[:, 1] > 0).astype(int)
-    for fast in (False, True):
-        seen = []
+    seen = []
 
-        def on_batch(history, batch, n_batches, running):
-            seen.append((len(history.epoch), batch, n_batches, running()))
+    def on_batch(history, batch, n_batches, running):
+        seen.append((len(history.epoch), batch, n_batches, running()))
 
-        rng = np.random.default_rng(2)
-        net = bp.NeuralNet((6, 5, 2), lr=0.01, rng=rng)
-        history = bp.train(net, X, y, epochs=2, batch_size=64, rng=rng, on_batch=on_batch, fast=fast)
-        assert [s[:3] for s in seen] == [(e, b, 5) for e in range(2) for b in range(5)]
-        for epoch in range(2):
-            loss, acc = seen[5 * epoch + 4][3]  # after the epoch's last batch
-            if fast:  # over the examples: the small last batch weighs less than in the post's mean of batch means
-                assert loss == pytest.approx(history.train_loss[epoch], rel=0.05)
-                assert acc == pytest.approx(history.train_acc[epoch], abs=0.05)
-            else:
-                assert (loss, acc) == pytest.approx((history.train_loss[epoch], history.train_acc[epoch]), rel=1e-12)
+    rng = np.random.default_rng(2)
+    net = bp.NeuralNet((6, 5, 2), lr=0.01, rng=rng)
+    history = bp.train(net, X, y, epochs=2, batch_size=64, rng=rng, on_batch=on_batch, path="readable")
+    assert [s[:3] for s in seen] == [(e, b, 5) for e in range(2) for b in range(5)]
+    for epoch in range(2):
+        loss, acc = seen[5 * epoch + 4][3]  # after the epoch's last batch
+        assert (loss, acc) == pytest.approx((history.train_loss[epoch], history.train_acc[epoch]), rel=1e-12)

@@ -13,16 +13,15 @@ from PIL import Image
 
 import bareprop as bp
 from bareprop.cli import main
-from bareprop.report import CHARTS
+from bareprop.report.page import CHARTS
 
 NAMES = [name for name, _, _ in CHARTS]
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report") / "run"
-    assert main(["train", "--epochs", "2", "--hidden", "8", "--quiet", "--output", str(out)]) == 0
-    return out
+@pytest.fixture
+def run_dir(cli_run):
+    """The folder of conftest's `bareprop train --epochs 1`: the post's net, report included (read only)."""
+    return cli_run.out
 
 
 def page_specs(path):
@@ -73,14 +72,15 @@ def test_the_charts_show_this_run(run_dir):
 
     units = data_of(specs["weights"])
     W = net.params()[0]
-    assert [u["unit"] for u in units] == list(range(8))
+    assert [u["unit"] for u in units] == list(range(32))
     np.testing.assert_allclose([u["v"] for u in units], W[:-1].T, atol=5e-5)
 
     norms = data_of(specs["norms"])
     weight_rows = [r["norm"] for r in norms if r["of"] == "weights"]
     assert weight_rows == [n for epoch in history["weight_norm"] for n in epoch]
     assert history["weight_norm"][-1] == pytest.approx([float(np.linalg.norm(W)) for W in net.params()])
-    assert len([r for r in norms if r["of"] != "weights"]) == 4
+    assert [r["norm"] for r in norms if r["of"] != "weights"] == [n for epoch in history["grad_norm"] for n in epoch]
+    assert len(history["grad_norm"]) == 1 and len(history["grad_norm"][0]) == 2  # 1 epoch, 2 weight matrices
 
     losses = data_of(specs["loss_accuracy"])
     assert [r["loss"] for r in losses if r["set"] == "test"] == history["test_loss"]
@@ -166,6 +166,7 @@ def run_chromium(tmp_path, *args):
     return result
 
 
+@pytest.mark.browser
 def test_a_headless_browser_draws_every_chart_without_a_javascript_error(run_dir, tmp_path):
     text = (run_dir / "report.html").read_text(encoding="utf-8")
     probed = tmp_path / "probed.html"

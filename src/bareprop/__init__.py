@@ -3,25 +3,27 @@
 The public API is exactly the names below; everything else is private.
 """
 
+from .core.init import he_uniform, xavier_uniform
+from .core.layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .core.losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, sigmoid, softmax
+from .core.net import NeuralNet, Sequential, one_hot
+from .core.optim import SGD, Adam, AdamW, CosineDecay, LinearWarmup, StepDecay
+from .core.train import History, train
+from .check.gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
 from .data import (DATASETS, DataError, Dataset, IDXError, download_dataset, import_dataset, load_dataset,
                    load_mnist, read_idx, verify_dataset)
-from .digits import ImageError, mnist_digit, read_digit
-from .gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
-from .init import he_uniform, xavier_uniform
-from .layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
-from .losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, sigmoid, softmax
-from .metrics import confusion_matrix, per_class_accuracy
-from .modelfile import ModelFileError, load
-from .net import NeuralNet, Sequential, one_hot
-from .optim import SGD, Adam, AdamW, CosineDecay, LinearWarmup, StepDecay
-from .report import ReportError, build_report
-from .train import History, train
+from .data.digits import ImageError, mnist_digit, read_digit
+from .experiment import ConfigError, RunConfig, RunResult, run
+from .experiment.modelfile import ModelFileError, load, save
+from .report.metrics import confusion_matrix, per_class_accuracy
+from .report.page import ReportError, build_report
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Adam",
     "AdamW",
+    "ConfigError",
     "CosineDecay",
     "DATASETS",
     "DataError",
@@ -40,6 +42,8 @@ __all__ = [
     "NeuralNet",
     "ReLU",
     "ReportError",
+    "RunConfig",
+    "RunResult",
     "SGD",
     "Sequential",
     "Sigmoid",
@@ -63,6 +67,8 @@ __all__ = [
     "per_class_accuracy",
     "read_digit",
     "read_idx",
+    "run",
+    "save",
     "sigmoid",
     "softmax",
     "torch_check",

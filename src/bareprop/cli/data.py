@@ -7,7 +7,7 @@ main() prints as one line with exit code 2.
 import sys
 from contextlib import contextmanager
 
-from .data.datasets import (
+from ..data.datasets import (
     ALL_FILES,
     DATASETS,
     DataError,

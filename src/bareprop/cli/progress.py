@@ -31,9 +31,9 @@ def epoch_row(history):
 
 
 def epoch_record(history):
-    """The last epoch as a JSON-able dict: one line of --log-json."""
+    """The last epoch as a JSON-able dict: one line of --log-json (the per-epoch lists of History)."""
     i = len(history.epoch) - 1
-    return {key: values[i] for key, values in history.to_dict().items() if len(values) > i}
+    return {key: values[i] for key, values in history.to_dict().items() if isinstance(values, list) and len(values) > i}
 
 
 class TrainDisplay:

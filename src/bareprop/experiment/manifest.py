@@ -1,15 +1,20 @@
 """The run manifest, run.json: what a training run did, enough to repeat it and get the same numbers.
 
     format, version   "bareprop-run", 1
-    config            every training setting (the CLI's TrainConfig), the seed among them
+    config            every setting (RunConfig.to_dict(), filled in), the seed and threads among them
     seed              the seed again, at the top where people look for it
+    path, threads     the path train() took ("readable" or "kernel") and the threads it was given
+    kernel_isa        the instructions the compiled kernel was built for ("avx2+fma", ...); null off the kernel
     versions          Python, NumPy, bareprop
     data              the SHA-256 of each dataset file (the decompressed payload, checked on load)
     history           per-epoch metrics and timings (History.to_dict())
-    seconds           wall-clock seconds of the whole run
+    seconds           wall-clock seconds of the run: building the net and training
+
+It is strict JSON: a figure that is not finite (a loss that diverged) is written as null.
 """
 
 import json
+import math
 import platform
 from pathlib import Path
 
@@ -24,30 +29,48 @@ class ManifestError(ValueError):
 def dataset_sha256(name, data_dir=None):
     """{"<dataset>/<file>": SHA-256 of its decompressed payload} for the dataset a run used: the
     official values where bareprop knows them, else those its cache recorded (and checks on load)."""
-    from .data.datasets import DATASETS, _read_manifest, dataset_folder
+    from ..data.datasets import DATASETS, _read_manifest, dataset_folder
 
     ds = DATASETS[name]
     recorded = {file: entry["sha256"] for file, entry in _read_manifest(dataset_folder(ds, data_dir)).items()}
     return {f"{ds.name}/{file.removesuffix('.gz')}": sha for file, sha in sorted({**recorded, **ds.sha256}.items())}
 
 
-def build_manifest(config, history, seconds, data):
+def build_manifest(config, history, seconds, data, kernel_isa=None):
     """The manifest of a finished run, as a JSON-able dict. `config` is a dict holding "seed";
-    `data` the dataset's SHA-256s (dataset_sha256)."""
+    `data` the dataset's SHA-256s (dataset_sha256); kernel_isa that of the kernel, if it ran."""
     import numpy as np
 
-    from . import __version__
+    from .. import __version__
 
     return {
         "format": FORMAT,
         "version": VERSION,
         "config": dict(config),
         "seed": config["seed"],
+        "path": history.path,
+        "threads": history.threads,
+        "kernel_isa": kernel_isa,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "bareprop": __version__},
         "data": data,
         "history": history.to_dict(),
         "seconds": seconds,
     }
+
+
+def manifest_json(manifest):
+    """The manifest as strict JSON bytes: NaN and infinities (a diverged loss) become null."""
+    return json.dumps(_finite(manifest), indent=2, allow_nan=False).encode()
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def read_manifest(path):
@@ -69,28 +92,3 @@ def read_manifest(path):
     if not isinstance(manifest.get("config"), dict):
         raise ManifestError(f"{path}: the manifest has no \"config\" object")
     return manifest
-
-
-def read_config(path, defaults):
-    """The training settings recorded in a run.json, checked against `defaults` (a dict of the
-    settings this bareprop knows, with their default values): same names, same types."""
-    config = read_manifest(path)["config"]
-    unknown = sorted(set(config) - set(defaults))
-    if unknown:
-        raise ManifestError(f"{path}: unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
-    for name, value in config.items():
-        default = defaults[name]
-        if default is None or value is None:
-            ok = value is None or isinstance(value, str)
-        elif isinstance(default, bool):
-            ok = isinstance(value, bool)
-        elif isinstance(default, int):
-            ok = isinstance(value, int) and not isinstance(value, bool)
-        elif isinstance(default, float):
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        else:
-            ok = isinstance(value, type(default))
-        if not ok:
-            kind = {bool: "true or false", int: "an integer", float: "a number"}.get(type(default), "a string")
-            raise ManifestError(f"{path}: setting {name} = {json.dumps(value)} is not {kind}")
-    return config

@@ -36,10 +36,10 @@ class ReportError(ValueError):
 
 def build_report(run_dir):
     """Rebuild report.html (and the charts' PNGs) from a saved run: run.json and model.npz."""
-    from .data import load_dataset
-    from .manifest import ManifestError, read_manifest
-    from .modelfile import ModelFileError, load
-    from .train import History
+    from ..data import load_dataset
+    from ..experiment.manifest import ManifestError, read_manifest
+    from ..experiment.modelfile import ModelFileError, load
+    from ..core.train import History
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -61,7 +61,7 @@ def write_report(out, net, history, manifest, X_test, y_test):
     """Write report.html and one PNG per chart into the folder `out`; return the page's path."""
     import vl_convert as vlc
 
-    from .files import atomic_write
+    from ..files import atomic_write
     from .metrics import confusion_matrix
 
     out = Path(out)

@@ -1,7 +1,5 @@
 """The post's chart: loss and accuracy per epoch on two y axes (Altair, imported only here)."""
 
-from pathlib import Path
-
 LOSS_COLOUR, ACC_COLOUR = "#5276A7", "#57A44C"  # the post's colours
 
 
@@ -35,19 +33,3 @@ def history_chart(history):
         .resolve_scale(y="independent")
         .properties(width=480, height=300, title="bareprop: loss and accuracy per epoch")
     )
-
-
-def save_chart(chart, html_path, png_path):
-    """Write the chart as a self-contained HTML page (Vega inlined, opens offline) and as a PNG.
-
-    Each file is written under a temporary name and renamed once complete.
-    """
-    import vl_convert as vlc
-
-    from .files import atomic_write
-
-    spec = chart.to_dict()
-    html = vlc.vegalite_to_html(spec, bundle=True)
-    png = vlc.vegalite_to_png(spec, scale=2)
-    atomic_write(Path(html_path), html.encode("utf-8"))
-    atomic_write(Path(png_path), png)
