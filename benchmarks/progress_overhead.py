@@ -16,7 +16,7 @@ import numpy as np
 from rich.console import Console
 
 import bareprop as bp
-from bareprop.progress import TrainDisplay
+from bareprop.cli.progress import TrainDisplay
 
 
 class Timed:
