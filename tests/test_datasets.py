@@ -459,3 +459,41 @@ def test_interrupted_download_leaves_nothing(server, root):
     with pytest.raises(KeyboardInterrupt):
         download_dataset(ds, data_dir=root, progress=interrupt)
     assert list((root / "tiny").iterdir()) == []
+
+
+# ---- the checks on what a file holds, each at its boundary ---------------------------------------
+
+def import_with(tmp_path, root, split, labels, classes):
+    """Import a tiny dataset of `classes` whose `split` labels file holds `labels`, then load that split."""
+    payloads = {**tiny_payloads(classes=len(classes)), FILES_OF[split][1]: labels_file(labels)}
+    files = gz(payloads)
+    source = tmp_path / "downloads"
+    source.mkdir(parents=True, exist_ok=True)
+    for f, data in files.items():
+        (source / f).write_bytes(data)
+    ds = tiny_dataset(files, classes=classes)
+    import_dataset(ds, source, data_dir=root)
+    return load_dataset(ds, split, data_dir=root, offline=True)
+
+
+FILES_OF = {"train": (IMAGES, LABELS), "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")}
+SPLIT_SIZE = {"train": 12, "test": 6}  # tiny_payloads' images per split
+
+
+@pytest.mark.parametrize("classes", [("cat", "dog", "eel"), tuple("abcdefghij"), ("only",)])
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_the_last_class_is_a_label_and_the_number_of_classes_is_not(tmp_path, root, split, classes):
+    """Labels run 0 .. K-1: K-1 (the largest, at the last index) loads, K is refused, on each split."""
+    K, n = len(classes), SPLIT_SIZE[split]
+    top = [0] * (n - 1) + [K - 1]
+    _, y = import_with(tmp_path, root, split, top, classes)
+    assert y.max() == K - 1 and y[-1] == K - 1
+    with pytest.raises(DataError, match=rf"label {K} at index {n - 1} is outside the {K} classes"):
+        import_with(tmp_path / "again", tmp_path / "again-cache", split, [0] * (n - 1) + [K], classes)
+
+
+@pytest.mark.parametrize("extra", [-1, 1])
+def test_one_label_more_or_fewer_than_the_images_is_refused(tmp_path, root, extra):
+    n = SPLIT_SIZE["train"]
+    with pytest.raises(DataError, match=rf"{n + extra} labels for the {n} images"):
+        import_with(tmp_path, root, "train", [0] * (n + extra), ("cat", "dog", "eel"))

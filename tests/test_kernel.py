@@ -392,3 +392,35 @@ def test_post_configuration_trains_to_the_posts_accuracy_on_the_kernel():
     history = train(net, X, y, epochs=10, batch_size=64, rng=rng, X_test=X_test, y_test=y_test, path="kernel")
     assert history.train_acc[-1] >= 0.96 and history.test_acc[-1] >= 0.955
     assert history.train_loss == sorted(history.train_loss, reverse=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logits_beyond_exps_range_in_each_precision(dtype):
+    """Logits past the largest x with a finite exp(x) (88.7 in float32, 709.8 in float64), in the
+    training steps and in scoring: softmax must shift by the row's largest logit, so the kernel gives
+    the readable layers' finite numbers (to 1e-9 in float64; in float32 to the noise that
+    rounding logits of hundreds makes)."""
+    r = np.random.default_rng(3)
+    X, y = r.normal(size=(200, 6)).astype(dtype), r.integers(0, 4, size=200)
+    limit = np.log(np.finfo(dtype).max)  # () exp overflows past this
+
+    def run(path):
+        rng = np.random.default_rng(11)
+        net = NeuralNet((6, 16, 4), lr=1e-4, rng=rng, dtype=dtype)
+        net.params()[-1][...] *= 3 * limit  # (17, 4): logits of a few times the limit
+        logits = net._logits(X)  # (N, K)
+        assert np.abs(logits).max() > 2 * limit and np.isfinite(logits).all()
+        h = train(net, X, y, epochs=2, batch_size=16, rng=rng, X_test=X, y_test=y, path=path)
+        return h, net.params()
+
+    h_ref, W_ref = run("readable")
+    h_k, W_k = run("kernel")
+    assert h_ref.train_loss[0] > limit  # a wrong class costs more than exp's whole range
+    assert all(np.isfinite(W).all() for W in W_k) and np.isfinite(h_k.train_loss + h_k.test_loss).all()
+    if dtype == np.float64:
+        assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k)
+    else:
+        for a, b in zip(W_ref, W_k):
+            np.testing.assert_allclose(b, a, rtol=1e-2, atol=3e-3)  # logits of hundreds carry float32's noise
+        np.testing.assert_allclose(h_k.train_loss + h_k.test_loss, h_ref.train_loss + h_ref.test_loss, rtol=1e-2)
+        assert h_k.test_acc == h_ref.test_acc

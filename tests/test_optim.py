@@ -163,3 +163,68 @@ def test_train_with_each_optimizer_learns(optimizer):
     h = train(net, X, y, epochs=5, batch_size=32, rng=r, X_test=X, y_test=y, optimizer=optimizer)
     assert h.train_loss[-1] < h.train_loss[0] / 2
     assert h.test_acc[-1] > 0.95
+
+
+# --- every term where it shows: the regimes in which eps, the bias correction and the decay matter --------
+
+
+def lockstep(ours, make_theirs, *, steps, grad_scale, param_scale=1.0):
+    """Run our optimizer and torch's side by side on the same gradients, grad_scale * (the quadratic's pull +
+    noise), from weights param_scale * N(0, 1), and compare how far each has moved W after every step."""
+    r = np.random.default_rng(0)
+    start = [param_scale * r.normal(size=s) for s in SHAPES]
+    A = [r.uniform(0.5, 2, size=s) for s in SHAPES]
+    params = [W.copy() for W in start]
+    tparams = [torch.tensor(W, requires_grad=True) for W in start]
+    opt, state = make_theirs(tparams), ours.init(params)
+
+    def grads(Ws):
+        return [grad_scale * gradient(k, W / param_scale, a) for W, a in zip(Ws, A)]  # W.shape each
+
+    for k in range(steps):
+        for p, g in zip(tparams, grads([p.detach().numpy() for p in tparams])):
+            p.grad = torch.tensor(g)
+        opt.step()
+        state = ours.step(params, grads(params), state)
+        for W, p, W0 in zip(params, tparams, start):
+            moved, expected = W - W0, p.detach().numpy() - W0  # W.shape: the steps so far
+            np.testing.assert_allclose(moved, expected, rtol=1e-9, atol=1e-9 * np.abs(expected).max(),
+                                       err_msg=f"after step {k + 1}")
+
+
+# name: (ours, torch's, gradient scale, weight scale). SGD is linear in the scale, so its weights are
+# scaled with its gradients; Adam's steps are about lr whatever the scale, so its weights stay near 1.
+REGIMES = {
+    "sgd-tiny-grads": (SGD(0.05), lambda p: T.SGD(p, lr=0.05), 1e-9, 1e-9),
+    "sgd-huge-grads": (SGD(0.05), lambda p: T.SGD(p, lr=0.05), 1e6, 1e6),
+    "momentum-tiny-grads": (SGD(0.05, momentum=0.9), lambda p: T.SGD(p, lr=0.05, momentum=0.9), 1e-9, 1e-9),
+    "nesterov-huge-grads": (SGD(0.05, momentum=0.8, nesterov=True, weight_decay=0.01),
+                            lambda p: T.SGD(p, lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01), 1e6, 1e6),
+    "sgd-decay-dominates": (SGD(0.05, weight_decay=5.0), lambda p: T.SGD(p, lr=0.05, weight_decay=5.0), 1e-6, 1.0),
+    "nesterov-decay-dominates": (SGD(0.02, momentum=0.9, nesterov=True, weight_decay=5.0),
+                                 lambda p: T.SGD(p, lr=0.02, momentum=0.9, nesterov=True, weight_decay=5.0), 1e-6, 1.0),
+    "adam-tiny-grads": (Adam(0.01), lambda p: T.Adam(p, lr=0.01), 1e-9, 1.0),  # sqrt(v_hat) ~ 1e-9 << eps
+    "adam-grads-near-eps": (Adam(0.01), lambda p: T.Adam(p, lr=0.01), 1e-8, 1.0),  # both terms of the denominator
+    "adam-huge-grads": (Adam(0.01), lambda p: T.Adam(p, lr=0.01), 1e6, 1.0),
+    "adam-large-eps": (Adam(0.01, eps=0.1), lambda p: T.Adam(p, lr=0.01, eps=0.1), 1.0, 1.0),
+    "adam-l2-dominates": (Adam(0.01, weight_decay=10.0), lambda p: T.Adam(p, lr=0.01, weight_decay=10.0), 1e-6, 1.0),
+    "adam-slow-betas": (Adam(0.01, betas=(0.99, 0.9999)), lambda p: T.Adam(p, lr=0.01, betas=(0.99, 0.9999)),
+                        1.0, 1.0),  # the bias correction dominates every step of the run
+    "adam-fast-betas": (Adam(0.01, betas=(0.5, 0.6)), lambda p: T.Adam(p, lr=0.01, betas=(0.5, 0.6)), 1.0, 1.0),
+    "adamw-tiny-grads": (AdamW(0.01), lambda p: T.AdamW(p, lr=0.01), 1e-9, 1.0),
+    "adamw-huge-grads": (AdamW(0.01), lambda p: T.AdamW(p, lr=0.01), 1e6, 1.0),
+    "adamw-large-eps": (AdamW(0.01, eps=0.1), lambda p: T.AdamW(p, lr=0.01, eps=0.1), 1.0, 1.0),
+    "adamw-decay-dominates": (AdamW(0.005, eps=1e-3, weight_decay=20.0),
+                              lambda p: T.AdamW(p, lr=0.005, eps=1e-3, weight_decay=20.0), 1e-6, 1.0),
+    "adamw-slow-betas": (AdamW(0.01, betas=(0.99, 0.9999)), lambda p: T.AdamW(p, lr=0.01, betas=(0.99, 0.9999)),
+                         1.0, 1.0),
+}
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("name", REGIMES)
+def test_optimizer_matches_torch_where_every_term_shows(name):
+    """Compared after every step from the first (where the bias correction is largest), float64, to 1e-9 of
+    the distance moved: the 50-step test above runs where eps and the corrections are too small to see."""
+    ours, theirs, grad_scale, param_scale = REGIMES[name]
+    lockstep(ours, theirs, steps=25, grad_scale=grad_scale, param_scale=param_scale)
