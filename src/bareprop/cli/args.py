@@ -16,41 +16,28 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def positive(kind):
+def _number(kind, ok, expected, must):
+    """An argument type: `kind` of the text, refused unless ok(value) (and finite)."""
     def parse(text):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
-        if not value > 0 or value == float("inf"):  # nan is not > 0
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not ok(value) or value == float("inf"):  # nan fails every comparison
+            raise argparse.ArgumentTypeError(f"must {must}, got {text}")
         return value
-    parse.__name__ = f"positive {kind.__name__}"
     return parse
+
+
+def positive(kind):
+    return _number(kind, lambda v: v > 0, f"a positive {kind.__name__}", "be positive")
 
 
 def non_negative(kind):
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-        if not value >= 0 or value == float("inf"):
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-    parse.__name__ = f"non-negative {kind.__name__}"
-    return parse
+    return _number(kind, lambda v: v >= 0, "a number >= 0", "be >= 0")
 
 
-def fraction(text):
-    """A probability p with 0 <= p < 1 (a dropout rate, a momentum)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}") from None
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
-    return value
+fraction = _number(float, lambda v: 0 <= v < 1, "a number in [0, 1)", "lie in [0, 1)")  # a dropout rate, a momentum
 
 
 def widths(text):
