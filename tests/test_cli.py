@@ -1,17 +1,19 @@
-"""`bareprop train` end to end: what it prints, the files it writes, its flags, and bad input."""
+"""`bareprop train` end to end: what it prints, the files it writes, its flags, and bad input; and what
+every command shares: `--version`, the help for `bareprop` alone, the one error format."""
 
 import json
 import re
 import subprocess
 import sys
+from importlib import metadata
 
 import numpy as np
 import pytest
 
 import bareprop as bp
 from bareprop.cli import main
+from bareprop.cli.main import version as cli_version
 from bareprop.fast import kernel
-from bareprop.report.page import CHARTS
 
 
 def run_cli(*args, cwd=None):
@@ -30,8 +32,7 @@ def test_train_one_epoch_end_to_end(cli_run):
 
 
 def test_one_file_per_artifact(cli_run, tmp_path):
-    pngs = {f"{name}.png" for name, _, _ in CHARTS}
-    assert {p.name for p in cli_run.out.iterdir()} == {"model.npz", "run.json", "report.html", *pngs}
+    assert {p.name for p in cli_run.out.iterdir()} == {"model.npz", "run.json", "report.html", "loss_accuracy.png"}
     png = (cli_run.out / "loss_accuracy.png").read_bytes()  # the post's chart
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 
@@ -105,14 +106,49 @@ def test_path_kernel_where_the_kernel_cannot_go_is_one_line(tmp_path, capsys):
     (["train", "--threads", "1.5"], "--threads: expected a positive int, got '1.5'"),
     (["train", "--path", "fast"], "--path: invalid choice: 'fast' (choose from"),
     (["fly"], "invalid choice: 'fly'"),
-    ([], "required: COMMAND"),
+    (["data"], "required: ACTION"),
+    (["data", "verify", "nope"], "argument NAME: invalid choice: 'nope'"),
+    (["evaluate"], "required: MODEL"),
+    (["predict", "model.npz", "one.png", "--json", "--bogus"], "unrecognized arguments: --bogus"),
+    (["evaluate", "absent.npz"], "absent.npz: "),  # the library's error, in the same format
 ])
 def test_bad_input_is_one_line_and_exit_2(args, message):
     result = run_cli(*args)
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+    assert result.stderr.startswith("bareprop: error: "), result.stderr  # one format, argparse's or ours
     assert "Traceback" not in result.stderr
+
+
+def test_bareprop_alone_prints_the_help_and_exits_2():
+    result = run_cli()
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("usage: bareprop ")
+    assert all(command in result.stderr for command in ["train", "data", "gradcheck", "evaluate", "predict", "report"])
+
+
+def test_version_is_the_installed_distributions():
+    result = run_cli("--version")
+    assert result.returncode == 0 and result.stdout == f"bareprop {metadata.version('bareprop')}\n"
+    assert re.fullmatch(r"bareprop \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+def test_version_without_the_distributions_metadata_is_the_source_trees(monkeypatch):
+    def not_installed(name):
+        raise metadata.PackageNotFoundError(name)
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert cli_version() == bp.__version__
+
+
+def test_without_pytorch_the_torch_features_name_the_extra(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError, as without PyTorch
+    with pytest.raises(ImportError, match=r"^torch_check needs PyTorch: pip install 'bareprop\[torch\]'$"):
+        bp.torch_check(bp.ReLU(), (2, 3))
+    assert main(["gradcheck", "--batch", "1", "--width", "1"]) == 0  # finite differences still run
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("PyTorch is not installed: checking against finite differences only "
+                     "(pip install 'bareprop[torch]' for both)")
 
 
 def test_unwritable_output_folder(tmp_path, capsys):

@@ -2,6 +2,7 @@
 
 import json
 import platform
+import re
 
 import numpy as np
 import pytest
@@ -42,6 +43,15 @@ def test_the_manifest_records_config_seed_path_versions_data_and_metrics(cli_run
     assert h["epoch"] == [0] and len(h["train_loss"]) == len(h["test_acc"]) == len(h["seconds"]) == 1
     assert [len(row) for row in h["weight_norm"]] == [2] and [len(row) for row in h["grad_norm"]] == [2]
     assert m["seconds"] >= sum(h["seconds"])
+
+
+def test_the_table_run_json_and_the_charts_number_epochs_alike(cli_run):
+    """One numbering, the post's (from 0), in what it prints, run.json's history and the report's charts
+    (the live bar's `epoch 0 of 0-0`: test_progress.py)."""
+    printed = [int(re.match(r"epoch: (\d+) \| ", line).group(1)) for line in cli_run.lines[:-1]]
+    page = (cli_run.out / "report.html").read_text(encoding="utf-8")
+    charted = sorted({int(epoch) for epoch in re.findall(r"<title>epoch (\d+), ", page)})
+    assert printed == manifest_of(cli_run.out)["history"]["epoch"] == charted == [0]
 
 
 def test_config_repeats_the_run_with_the_same_numbers(cli_run, tmp_path, capsys):
@@ -111,13 +121,13 @@ def test_evaluate_prints_loss_accuracy_and_a_row_per_class(cli_run, capsys):
     h = manifest_of(cli_run.out)["history"]
     assert lines[0].startswith(f"test loss {h['test_loss'][-1]:.4f} | accuracy {h['test_acc'][-1]:.4f} "
                                f"({round(h['test_acc'][-1] * 10000)} of 10000)")
-    assert lines[1].split() == ["class", "examples", "correct", "accuracy"]
+    assert lines[1].split() == ["class", "examples", "correct", "precision", "recall", "f1"]
     rows = [line.split() for line in lines[2:]]
     _, y_test = bp.load_mnist("test")
     assert [int(r[0]) for r in rows] == list(range(10))
     assert [int(r[1]) for r in rows] == list(np.bincount(y_test))
     assert sum(int(r[2]) for r in rows) == round(h["test_acc"][-1] * 10000)
-    assert all(float(r[3]) == pytest.approx(int(r[2]) / int(r[1]), abs=5e-4) for r in rows)
+    assert all(float(r[4]) == pytest.approx(int(r[2]) / int(r[1]), abs=5e-4) for r in rows)  # recall: the class's accuracy
 
 
 def test_evaluate_a_bad_model_is_one_line(tmp_path, capsys):

@@ -43,12 +43,16 @@ def small_training(display, epochs=3):
 def test_on_a_terminal_a_live_bar_redrawn_at_most_every_interval_and_a_row_per_epoch():
     screen = io.StringIO()
     console = Console(file=screen, force_terminal=True, width=140, color_system=None, _environ={"TERM": "xterm"})
-    display = TrainDisplay(epochs=3, examples=1000, batch_size=10, console=console, clock=Clock(0.01), interval=0.1)
+    display = TrainDisplay(epochs=3, examples=1000, batch_size=10, console=console, clock=Clock(0.01), interval=0.1,
+                           finishing="writing model.npz and run.json...")
     history = small_training(display)
     # 100 batches an epoch, the clock moves 0.01 s a batch: a redraw every 10 batches, the last one included
     assert display.redraws == 3 * 10
     text = screen.getvalue()
-    assert HEADER in text and "samples/s" in text and "epoch 3/3" in text and "300/300" in text
+    assert HEADER in text and "samples/s" in text and "300/300" in text
+    # the bar numbers epochs as the rows and run.json do, from 0: "epoch 2 of 0-2" is the last one
+    assert "epoch 0 of 0-2" in text and "epoch 2 of 0-2" in text and "epoch 3" not in text
+    assert text.index("writing model.npz and run.json...") > text.index(f"{2:>5}  {history.train_loss[2]:10.4f}")
     for i in range(3):
         row = f"{i:>5}  {history.train_loss[i]:10.4f}  {history.train_acc[i]:9.4f}  {history.test_loss[i]:9.4f}"
         assert row in text
@@ -113,7 +117,8 @@ def test_a_real_terminal_shows_the_bar(tmp_path):
     assert process.wait(timeout=300) == 0, process.stderr.read()
     os.close(controller)
     screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
-    assert "samples/s" in screen and "/938" in screen and "epoch 1/1" in screen
+    assert "samples/s" in screen and "/938" in screen and "epoch 0 of 0-0" in screen and "epoch 1" not in screen
+    assert "writing model.npz and run.json..." in screen  # after the last epoch, what it is doing now
     assert "train loss" in screen
     assert re.search(r"[\r\n] +0 +0\.\d{4} +0\.\d{4} +0\.\d{4} +0\.\d{4} +\d+\.\d s\r\n", screen)
     assert re.search(r"938/938 loss 0\.\d{3}  acc 0\.\d{3} +[\d,]+ samples/s", screen)

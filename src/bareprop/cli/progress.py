@@ -1,8 +1,12 @@
 """What `bareprop train` shows while it trains (rich, imported only here).
 
-On a terminal: a live bar (epoch, batches, running loss and accuracy, samples/s, time left) and a
-summary row per epoch. Elsewhere (a pipe, a file, CI logs): one plain line per epoch, the post's
-line. quiet: nothing per epoch. log_json: one JSON object per epoch, appended as each one ends.
+On a terminal: a live bar (the epoch, batches done of the run's, running loss and accuracy,
+samples/s, time left) and a summary row per epoch; once the last epoch is done, the bar says what
+the run is writing. Elsewhere (a pipe, a file, CI logs): one plain line per epoch, the post's line.
+quiet: nothing per epoch. log_json: one JSON object per epoch, appended as each one ends.
+
+Epochs are numbered from 0 everywhere, as in the post's table: the bar's `epoch 3 of 0-9` is the
+epoch whose row will read `3`, the fourth of ten.
 """
 
 import json
@@ -42,8 +46,8 @@ class TrainDisplay:
     after the last batch of each epoch."""
 
     def __init__(self, *, epochs, examples, batch_size, quiet=False, log_json=None, console=None,
-                 clock=time.perf_counter, interval=0.2):
-        self.epochs, self.examples, self.batch_size = epochs, examples, batch_size
+                 clock=time.perf_counter, interval=0.2, finishing=None):
+        self.epochs, self.examples, self.batch_size, self.finishing = epochs, examples, batch_size, finishing
         self.quiet, self.log_json, self.clock, self.interval = quiet, log_json, clock, interval
         if console is None and not quiet:
             from rich.console import Console
@@ -57,7 +61,7 @@ class TrainDisplay:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self.progress = Progress(
-                TextColumn("epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+                TextColumn("{task.fields[stage]}"),
                 BarColumn(),
                 MofNCompleteColumn(),
                 TextColumn("loss {task.fields[loss]:.3f}  acc {task.fields[acc]:.3f}  "
@@ -68,8 +72,8 @@ class TrainDisplay:
             self.progress.start()
             self.console.print(HEADER, style="bold")
             batches_per_epoch = -(-self.examples // self.batch_size)
-            self.task = self.progress.add_task("train", total=self.epochs * batches_per_epoch, epoch=1,
-                                               epochs=self.epochs, loss=0.0, acc=0.0, rate=0.0)
+            self.task = self.progress.add_task("train", total=self.epochs * batches_per_epoch, stage=self._stage(0),
+                                               loss=0.0, acc=0.0, rate=0.0)
         self._start_epoch()
         return self
 
@@ -77,6 +81,9 @@ class TrainDisplay:
         if self.progress is not None:
             self.progress.stop()
         return False
+
+    def _stage(self, epoch):  # the epoch under way, numbered from 0 like the rows
+        return f"epoch {epoch} of 0-{self.epochs - 1}"
 
     def _start_epoch(self):
         self.epoch_start = self.last_draw = self.clock()
@@ -91,8 +98,9 @@ class TrainDisplay:
         done = batch + 1
         loss, acc = running()
         samples = min(done * self.batch_size, self.examples)
-        self.progress.update(self.task, completed=len(history.epoch) * n_batches + done, epoch=len(history.epoch) + 1,
-                             loss=loss, acc=acc, rate=samples / max(now - self.epoch_start, 1e-9))
+        self.progress.update(self.task, completed=len(history.epoch) * n_batches + done,
+                             stage=self._stage(len(history.epoch)), loss=loss, acc=acc,
+                             rate=samples / max(now - self.epoch_start, 1e-9))
         self.progress.refresh()
         self.redraws += 1
 
@@ -102,6 +110,9 @@ class TrainDisplay:
             self.log_json.flush()
         if self.live:
             self.progress.console.print(epoch_row(history))
+            if len(history.epoch) == self.epochs and self.finishing:  # training is over: say what comes next
+                self.progress.update(self.task, stage=self.finishing)
+                self.progress.refresh()
         elif not self.quiet:
             print(epoch_line(history), file=self.console.file if self.console else sys.stdout, flush=True)
         self._start_epoch()

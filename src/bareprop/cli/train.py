@@ -108,8 +108,9 @@ def run_train(args):
     with _open_log(args.log_json) as log:
         with download_progress() as progress:
             data = load_data(config, progress=progress)
+        writing = "model.npz, run.json and report.html" if config.plot else "model.npz and run.json"
         display = TrainDisplay(epochs=config.epochs, examples=len(data[0]), batch_size=config.batch_size,
-                               quiet=args.quiet, log_json=log)
+                               quiet=args.quiet, log_json=log, finishing=f"writing {writing}...")
         with display:
             result = run(config, data=data, on_epoch=display.on_epoch,
                          on_batch=display.on_batch if display.live else None)  # no bar: no per-batch hook

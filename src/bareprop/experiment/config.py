@@ -58,7 +58,7 @@ class RunConfig:
     dataset: str = "mnist"
     path: str = "auto"  # "readable", "kernel", or "auto": the kernel where it applies (see train())
     threads: int = 1  # for the kernel and BLAS; the kernel's numbers do not depend on it
-    plot: bool = True  # the report: report.html and a PNG per chart
+    plot: bool = True  # the report: report.html and the post's chart, loss_accuracy.png
     output: str | None = None  # the folder it writes; None: runs/<date>-<time>
     data_dir: str | None = None  # the dataset cache; None: $BAREPROP_DATA, else the user's cache folder
     offline: bool = False  # never download (also BAREPROP_OFFLINE=1)

@@ -4,8 +4,8 @@
 
 does what `bareprop train --epochs 1 --no-plot` does, number for number, without printing. The
 folder holds one file per artifact: model.npz (bareprop.load reads it back), run.json (the manifest,
-see manifest.py) and, unless plot=False, report.html with a PNG of each of its charts
-(loss_accuracy.png is the post's chart).
+see manifest.py) and, unless plot=False, report.html and loss_accuracy.png (the post's chart;
+`bareprop report` / build_report writes a PNG of every chart of the report).
 """
 
 import os
@@ -77,7 +77,7 @@ def write_run(out, config, net, history, seconds, X_test, y_test):
     if config.plot:
         from ..report.page import write_report
 
-        write_report(out, net, history, manifest, X_test, y_test)
+        write_report(out, net, history, manifest, X_test, y_test, pngs=["loss_accuracy"])  # the other PNGs: build_report
     return RunResult(out, config, net, history, manifest)
 
 

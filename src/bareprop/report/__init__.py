@@ -1,1 +1,1 @@
-"""What a run shows: the post's chart, report.html and the figures they draw (Altair imported only here)."""
+"""What a run shows: the post's chart, report.html and the figures they draw (charts as SVG; vl-convert only rasterises)."""
