@@ -16,6 +16,7 @@ from .data.digits import ImageError, mnist_digit, read_digit
 from .experiment import ConfigError, RunConfig, RunResult, run
 from .experiment.modelfile import ModelFileError, load, save
 from .report.metrics import confusion_matrix, per_class_accuracy
+from .report.draw import write_draw_page
 from .report.page import ReportError, build_report
 
 __version__ = "0.1.0"
@@ -74,5 +75,6 @@ __all__ = [
     "torch_check",
     "train",
     "verify_dataset",
+    "write_draw_page",
     "xavier_uniform",
 ]
