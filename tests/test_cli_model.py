@@ -1,14 +1,21 @@
-"""The network and optimizer flags of `bareprop train`: flags -> RunConfig, a run end to end, bad input.
+"""The network and optimizer flags of `bareprop train`: flags -> RunConfig, a run end to end, bad input;
+and a saved model's `evaluate` and `predict`, for people and (--json) for programs.
 (RunConfig -> layers and optimizers is tests/test_experiment.py's.)"""
 
 import json
+import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+from loopback import gz, like, tiny_payloads
+from PIL import Image, ImageDraw
 
+import bareprop as bp
 from bareprop import load
 from bareprop.cli import main
+from bareprop.data.datasets import DATASETS, FILES
 from bareprop.cli.main import build_parser
 from bareprop.cli.train import run_config
 from bareprop.experiment import RunConfig
@@ -127,3 +134,95 @@ def test_bad_new_settings_in_a_run_json_are_one_line_errors(tmp_path, capsys, se
     path.write_text(json.dumps({"format": "bareprop-run", "version": 1, "config": setting}))
     err = one_line_error(capsys, "train", "--config", str(path), "--output", str(tmp_path / "out"))
     assert err == f"bareprop: error: {path}: {message}\n"
+
+
+def strict_json(text):
+    """Parsed JSON, refusing NaN and Infinity (not JSON, though Python writes them)."""
+    return json.loads(text, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+
+
+@pytest.fixture
+def always_three(tmp_path):
+    """A model that answers 3 for every image: its last layer's weights are 0 but for class 3's column, whose
+    logit is then the ones column's 1 plus the hidden activations (>= 0), more than the others' 0."""
+    net = bp.NeuralNet((784, 4, 10), rng=np.random.default_rng(0))
+    W = net.params()[-1]  # (4+1, 10)
+    W[:] = 0
+    W[:, 3] = 1
+    path = tmp_path / "three.npz"
+    bp.save(net, path)
+    return path
+
+
+def test_evaluate_prints_precision_recall_and_f1_of_each_class(always_three, capsys):
+    assert main(["evaluate", str(always_three)]) == 0
+    head, header, *rows = capsys.readouterr().out.splitlines()
+    _, y_test = bp.load_mnist("test")
+    support = np.bincount(y_test)  # (10,): 980, 1135, 1032, 1010, ...
+    assert head.endswith(f"| accuracy 0.1010 ({support[3]} of 10000)")
+    assert header.split() == ["class", "examples", "correct", "precision", "recall", "f1"]
+    # every image is called a 3: class 3 has precision 1010/10000, recall 1, F1 2*1010 / (1010 + 10000);
+    # the others were never predicted (no precision: nan) and never right (recall 0, F1 0)
+    assert rows[3].split() == ["3", "1010", "1010", "0.101", "1.000", f"{2 * 1010 / 11010:.3f}"]
+    for k in (0, 1, 2, 4, 5, 6, 7, 8, 9):
+        assert rows[k].split() == [str(k), str(support[k]), "0", "nan", "0.000", "0.000"]
+
+
+def test_evaluate_json_has_every_figure_and_nan_is_null(always_three, capsys):
+    assert main(["evaluate", str(always_three), "--json"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1  # one object, on one line
+    result = strict_json(out)
+    _, y_test = bp.load_mnist("test")
+    support = np.bincount(y_test)  # (10,)
+    accuracy, loss = bp.load(always_three).score(*bp.load_mnist("test"))
+    assert {k: result[k] for k in ("model", "dataset", "n", "correct", "accuracy")} == {
+        "model": str(always_three), "dataset": "mnist", "n": 10000, "correct": 1010, "accuracy": 0.101}
+    assert result["loss"] == pytest.approx(loss) and accuracy == 0.101
+    assert result["confusion"] == [[0, 0, 0, int(n), 0, 0, 0, 0, 0, 0] for n in support]  # C[true][predicted]
+    assert result["classes"][3] == {"class": 3, "name": "3", "support": 1010, "correct": 1010,
+                                    "precision": 0.101, "recall": 1.0, "f1": pytest.approx(2020 / 11010)}
+    assert result["classes"][0] == {"class": 0, "name": "0", "support": 980, "correct": 0,
+                                    "precision": None, "recall": 0.0, "f1": 0.0}
+    assert [c["support"] for c in result["classes"]] == support.tolist()
+
+
+def test_evaluate_reads_only_the_test_split_and_takes_offline(always_three, tmp_path, capsys, monkeypatch, isolated):
+    """kmnist (here with the test's files) scored from a cache holding only its two test files."""
+    files = gz(tiny_payloads(n_train=12, n_test=20, classes=10))
+    monkeypatch.setitem(DATASETS, "kmnist", like(DATASETS["kmnist"], files))
+    folder = tmp_path / "cache" / "kmnist"
+    folder.mkdir(parents=True)
+    for f in FILES["test"]:
+        (folder / f).write_bytes(files[f])
+    monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("a connection was opened"))
+    args = ["evaluate", str(always_three), "--dataset", "kmnist", "--data-dir", str(tmp_path / "cache"), "--offline"]
+    assert main([*args, "--json"]) == 0
+    result = strict_json(capsys.readouterr().out)
+    assert (result["n"], result["correct"], result["classes"][3]["name"]) == (20, 2, "tsu (つ)")
+    assert sorted(p.name for p in folder.iterdir()) == sorted([*FILES["test"], "manifest.json"])
+
+    assert main([*args[:-3], "--data-dir", str(tmp_path / "empty"), "--offline"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1
+    assert captured.err.startswith("bareprop: error: kmnist is not in the cache and downloads are off (--offline")
+
+
+def digit_one(path):
+    image = Image.new("L", (60, 60), 255)
+    ImageDraw.Draw(image).line((30, 6, 30, 54), fill=0, width=5)
+    image.save(path)
+    return str(path)
+
+
+def test_predict_json_is_one_object_per_image(always_three, tmp_path, capsys):
+    one, two = digit_one(tmp_path / "one.png"), digit_one(tmp_path / "two.png")
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert main(["predict", str(always_three), one, str(tmp_path / "notes.txt"), two, "--json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"bareprop: error: {tmp_path / 'notes.txt'}: not an image Pillow can read (PNG, JPEG, ...)\n"
+    first, second = (strict_json(line) for line in captured.out.splitlines())  # JSON Lines: the readable ones
+    assert set(first) == {"file", "predicted", "probabilities"}
+    assert (first["file"], first["predicted"], second["file"]) == (one, 3, two)
+    expected = bp.load(always_three).predict_proba(bp.read_digit(one)[np.newaxis])[0]  # (10,)
+    assert first["probabilities"] == expected.tolist() and len(first["probabilities"]) == 10

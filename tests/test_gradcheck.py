@@ -178,5 +178,5 @@ def test_torch_check_without_pytorch_names_the_extra_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now raises ImportError, as without PyTorch
     with pytest.raises(ImportError) as caught:
         torch_check(ReLU(), (2, 3))
-    assert str(caught.value) == "torch_check needs PyTorch: pip install 'bareprop[test]' (or torch)"
+    assert str(caught.value) == "torch_check needs PyTorch: pip install 'bareprop[torch]'"
     assert gradcheck(ReLU(), (2, 3)).ok  # finite differences need nothing more

@@ -226,7 +226,7 @@ def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
     try:
         import torch
     except ImportError:
-        raise ImportError("torch_check needs PyTorch: pip install 'bareprop[test]' (or torch)") from None
+        raise ImportError("torch_check needs PyTorch: pip install 'bareprop[torch]'") from None
 
     reference = _reference(layer)
     if torch_forward is None:

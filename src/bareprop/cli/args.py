@@ -1,4 +1,4 @@
-"""What every command shares: one-line argparse errors (exit code 2) and the argument types."""
+"""What every command shares: one-line errors (exit code 2) and the argument types."""
 
 import argparse
 
@@ -9,11 +9,16 @@ class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
+def error_line(message):
+    """The one format of every error the user can cause, whichever command or library part found it."""
+    return f"bareprop: error: {message}"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse, but errors are one line (no usage dump) and exit with code 2."""
+    """argparse, but errors are one line in the CLI's one format (no usage dump) and exit with code 2."""
 
     def error(self, message):
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+        self.exit(EXIT_USAGE, error_line(message) + "\n")
 
 
 def _number(kind, ok, expected, must):

@@ -46,7 +46,8 @@ def run_gradcheck(args):
             import torch  # noqa: F401
         except ImportError:
             with_torch = False
-            print("PyTorch is not installed: checking against finite differences only (pip install torch for both)")
+            print("PyTorch is not installed: checking against finite differences only "
+                  "(pip install 'bareprop[torch]' for both)")
     results = check_registered((args.batch, args.width), rng=np.random.default_rng(args.seed), with_torch=with_torch)
     print(gradcheck_table(results))
     for result in results:

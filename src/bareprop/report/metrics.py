@@ -15,3 +15,18 @@ def per_class_accuracy(confusion):  # (K, K) -> (K,)
     counts = confusion.sum(axis=1)  # (K,)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.diag(confusion) / counts  # (K,)
+
+
+def precision_recall_f1(confusion):  # (K, K) -> (K,), (K,), (K,), (K,)
+    """Per class: precision, recall, F1 and support (its true examples), from C[true, predicted].
+
+    precision = TP / predicted as the class (column sum), recall = TP / support (row sum), and
+    F1 = 2 TP / (support + predicted), which is 2 P R / (P + R) wherever both are defined and 0 for a
+    class never predicted. A ratio with nothing to divide by (a class never predicted, or absent) is NaN.
+    """
+    confusion = np.asarray(confusion)
+    tp = np.diag(confusion)  # (K,)
+    support = confusion.sum(axis=1)  # (K,)
+    predicted = confusion.sum(axis=0)  # (K,)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return tp / predicted, tp / support, 2 * tp / (support + predicted), support  # (K,) each
