@@ -1,12 +1,15 @@
-"""Fixtures shared by the tests: an isolated data cache, a loopback server, and one CLI run."""
+"""Fixtures shared by the tests: an isolated data cache, a loopback server, MNIST loaded once, one CLI run."""
 
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from loopback import Server
+
+import bareprop as bp
 
 
 @pytest.fixture
@@ -24,6 +27,23 @@ def server():
     s = Server()
     yield s
     s.close()
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    """MNIST as its uint8 pixels, loaded once for the session: ((X, y), (X_test, y_test)), read-only.
+    train() and the net scale uint8 batch by batch exactly as load_mnist scales (bp.core.net.as_inputs)."""
+    splits = bp.load_mnist("train", dtype=np.uint8), bp.load_mnist("test", dtype=np.uint8)
+    for array in (*splits[0], *splits[1]):
+        array.flags.writeable = False  # a test that changes the data copies it first
+    return splits
+
+
+@pytest.fixture(scope="session")
+def mnist_subset(mnist):
+    """The first 3,000 test images as uint8: 46 batches of 64 and a short last one of 56."""
+    X, y = mnist[1]
+    return X[:3000], y[:3000]
 
 
 @dataclass

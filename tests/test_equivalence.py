@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from threadpoolctl import threadpool_limits
 
-from bareprop import NeuralNet, load_mnist, train
+from bareprop import NeuralNet, train
+from bareprop.core.net import as_inputs
 from bareprop.core.train import batches
 
 pytestmark = pytest.mark.torch
@@ -25,8 +26,9 @@ SIZES, LR, BATCH = (784, 32, 10), 0.001, 64
 
 
 @pytest.fixture(scope="module")
-def mnist():
-    return load_mnist("train"), load_mnist("test")
+def mnist(mnist):
+    """The session's uint8 MNIST (conftest.py) as float32 in [0, 1], as load_mnist gives it."""
+    return tuple((as_inputs(X, np.dtype(np.float32)), y) for X, y in mnist)
 
 
 @pytest.fixture(autouse=True)

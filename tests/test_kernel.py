@@ -15,7 +15,7 @@ import os
 import numpy as np
 import pytest
 
-from bareprop import SGD, Adam, NeuralNet, load_mnist, train
+from bareprop import SGD, Adam, NeuralNet, train
 from bareprop.core.optim import CosineDecay
 from bareprop.core.train import batches
 from bareprop.fast import kernel
@@ -26,12 +26,6 @@ if kernel._kernel is None:
     raise AssertionError("bareprop.fast._kernel was not built: reinstall with a C compiler, or set BAREPROP_NO_KERNEL=1")
 
 from bareprop.fast import _kernel  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def mnist_subset():
-    X, y = load_mnist("test", dtype=np.uint8)
-    return X[:3000], y[:3000]  # 46 batches of 64 and one of 56: the small last batch is exercised
 
 
 def fit(X, y, sizes, *, path, dtype=np.float32, epochs=2, batch_size=64, threads=1, on_batch=None, seed=7,
@@ -383,10 +377,9 @@ def test_a_reused_workspace_gives_the_same_numbers_as_a_fresh_one(mnist_subset):
             np.testing.assert_array_equal(x, z)
 
 
-def test_post_configuration_trains_to_the_posts_accuracy_on_the_kernel():
+def test_post_configuration_trains_to_the_posts_accuracy_on_the_kernel(mnist):
     """The whole post run on the kernel: the figures the README quotes."""
-    X, y = load_mnist("train", dtype=np.uint8)
-    X_test, y_test = load_mnist("test", dtype=np.uint8)
+    (X, y), (X_test, y_test) = mnist
     rng = np.random.default_rng(0)
     net = NeuralNet((784, 32, 10), lr=0.001, rng=rng)
     history = train(net, X, y, epochs=10, batch_size=64, rng=rng, X_test=X_test, y_test=y_test, path="kernel")
