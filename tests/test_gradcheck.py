@@ -180,3 +180,50 @@ def test_torch_check_without_pytorch_names_the_extra_to_install(monkeypatch):
         torch_check(ReLU(), (2, 3))
     assert str(caught.value) == "torch_check needs PyTorch: pip install 'bareprop[torch]'"
     assert gradcheck(ReLU(), (2, 3)).ok  # finite differences need nothing more
+
+
+# --- what mutation testing found unchecked (docs/testing.md, "Mutation testing") -----------------
+
+
+def test_a_passing_result_says_what_agreed_with_what():
+    assert str(gradcheck(ReLU(), (2, 3), rng=rng())) == "ReLU(): dX agree with finite differences"
+    assert str(gradcheck(Linear(3, 2, rng=rng()), (2, 3), rng=rng())) == (
+        "Linear(3, 2): dX, dW agree with finite differences")
+
+
+def test_a_check_that_could_not_compare_fails_with_infinite_errors():
+    class Broken(ReLU):
+        def bp_input(self, grad):
+            raise RuntimeError("no")
+
+    (check,) = gradcheck(Broken(), (2, 3)).failures
+    assert check.ok is False and check.max_abs == float("inf") and check.max_rel == float("inf")
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("off", [1e-9, 1e-11], ids=["relative", "absolute"])
+def test_torch_check_catches_a_forward_slightly_off(off):
+    """The default tolerances on values are tight: a forward off by 1e-9 relative (on values near 1)
+    or 1e-11 absolute (on values near 0) fails, though its gradients are right."""
+    class Shifted(ReLU):
+        def __call__(self, X):
+            return super().__call__(X) + off * (np.abs(X) > 0.5 if off > 1e-10 else np.abs(X) <= 0.5)
+
+    result = torch_check(Shifted(), (3, 4), rng=rng())
+    assert [c.tensor for c in result.failures] == ["out"]
+
+
+@pytest.mark.torch
+def test_check_registered_checks_every_class_against_both_references_with_the_generator_given():
+    from bareprop.check.gradcheck import check_registered
+    from bareprop.check.references import REFERENCES
+
+    def errors(seed):
+        results = check_registered((2, 3), rng=np.random.default_rng(seed))
+        return [(r.layer, r.reference, c.tensor, c.max_abs) for r in results for c in r.checks]
+
+    first = errors(1)
+    assert {(layer, ref) for layer, ref, _, _ in first} >= {(layer, "PyTorch") for layer, _, _, _ in first}
+    assert len({layer for layer, _, _, _ in first}) == len(REFERENCES)
+    assert errors(1) == first  # the same generator state, the same draws
+    assert errors(2) != first  # another seed, other draws: the checks draw from the generator given

@@ -12,6 +12,9 @@ from bareprop import (
     GELU, MSE, Dropout, LeakyReLU, Linear, NeuralNet, Sigmoid, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, Tanh,
     gradcheck, he_uniform, one_hot, torch_check,
 )
+from bareprop.check.references import REFERENCES
+from bareprop.core.layers import LAYERS
+from bareprop.core.losses import LOSSES
 
 B, I = 3, 5
 LOGITS = np.random.default_rng(5).normal(size=(4, 3)) * 2  # (B, K), non-square
@@ -163,3 +166,59 @@ def test_net_with_he_init_uses_it_for_every_linear():
     net = NeuralNet((20, 30, 10), rng=np.random.default_rng(0), init=he_uniform)
     for W in net.params():
         assert np.abs(W).max() <= np.sqrt(6 / W.shape[0]) and np.abs(W).max() > np.sqrt(6 / sum(W.shape))
+
+
+# --- what mutation testing found unchecked (docs/testing.md, "Mutation testing") -----------------
+
+
+@pytest.mark.parametrize("cls", LAYERS + LOSSES, ids=lambda c: c.__name__)
+def test_repr_is_the_code_that_builds_the_same_layer(cls):
+    """repr(layer) reads as the call that makes it (the generator aside): evaluated, the same class and
+    the same spec (what the model file records)."""
+    import inspect
+
+    rng = np.random.default_rng(0)
+    layer = REFERENCES[cls].build(3, rng)
+    needs_rng = "rng" in inspect.signature(cls).parameters
+    make = (lambda *args, **kw: cls(*args, **kw, rng=rng)) if needs_rng else cls
+    again = eval(repr(layer), {cls.__name__: make})
+    assert type(again) is cls and again.spec() == layer.spec()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
+def test_per_example_is_each_examples_own_loss(cls):
+    """per_example (what score() sums over a dataset) against PyTorch's losses with reduction="none",
+    summed over the K outputs of each example; and the mean of the rows is the loss the forward reports."""
+    import torch
+
+    r = np.random.default_rng(7)
+    X = r.normal(size=(4, 3)) * 3  # (B, K), logits well away from 0 so every term shows
+    loss = cls()
+    Y = REFERENCES[cls].targets(X.shape, r)  # (B, K)
+    ours = loss.per_example(X, Y)  # (B,)
+    Xt, Yt = torch.tensor(X), torch.tensor(Y)
+    theirs = {
+        SoftmaxCrossEntropy: lambda: torch.nn.functional.cross_entropy(Xt, Yt, reduction="none"),
+        MSE: lambda: torch.nn.functional.mse_loss(Xt, Yt, reduction="none").sum(dim=1),
+        SigmoidBinaryCrossEntropy: lambda: torch.nn.functional.binary_cross_entropy_with_logits(
+            Xt, Yt, reduction="none").sum(dim=1),
+    }[cls]().numpy()
+    assert ours.shape == (4,)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12)
+    np.testing.assert_allclose(ours.mean(), loss(X, Y)[1], rtol=1e-12)
+
+
+@pytest.mark.torch
+def test_leaky_relu_at_exactly_zero_takes_the_slope_as_pytorch_does():
+    """At X = 0 the derivative is a convention: the negative side's slope, as in torch.nn.LeakyReLU
+    (and ReLU's 0). Random inputs never hit 0 exactly; pixels and ReLU outputs often do."""
+    import torch
+
+    X = np.array([[-1.0, 0.0, 2.0], [0.0, 0.0, -0.0]])  # (B, I)
+    layer = LeakyReLU(0.1)
+    layer(X)
+    grad = np.ones_like(X)  # (B, I)
+    Xt = torch.tensor(X, requires_grad=True)
+    torch.nn.functional.leaky_relu(Xt, 0.1).backward(torch.tensor(grad))
+    np.testing.assert_array_equal(layer.bp_input(grad), Xt.grad.numpy())

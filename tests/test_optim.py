@@ -228,3 +228,38 @@ def test_optimizer_matches_torch_where_every_term_shows(name):
     the distance moved: the 50-step test above runs where eps and the corrections are too small to see."""
     ours, theirs, grad_scale, param_scale = REGIMES[name]
     lockstep(ours, theirs, steps=25, grad_scale=grad_scale, param_scale=param_scale)
+
+
+# --- what mutation testing found unchecked (docs/testing.md, "Mutation testing") -----------------
+
+
+@pytest.mark.parametrize("ours, theirs", [(Adam, torch.optim.Adam), (AdamW, torch.optim.AdamW)])
+def test_defaults_are_torch_optims(ours, theirs):
+    """Adam() and AdamW() mean what torch.optim's do: the same lr, betas, eps and weight decay."""
+    mine, reference = ours(), theirs([torch.zeros(1, requires_grad=True)]).defaults
+    assert (mine.lr, mine.betas, mine.eps, mine.weight_decay) == (
+        reference["lr"], reference["betas"], reference["eps"], reference["weight_decay"])
+
+
+@pytest.mark.parametrize("optimizer", [SGD(0.1, momentum=0.9), Adam(0.1), AdamW(0.1)], ids=repr)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_state_arrays_match_the_weights(optimizer, dtype):
+    """Every array of the state has its weight array's shape and dtype, before and after a step
+    (an object or float64 state beside float32 weights would be slow, large and not what is saved)."""
+    params = [np.ones((2, 3), dtype=dtype), np.ones((4, 1), dtype=dtype)]
+    state = optimizer.init(params)
+    for _ in range(2):
+        arrays = [a for key, value in state.items() if isinstance(value, list) for a in value]
+        assert len(arrays) == (2 if isinstance(optimizer, Adam) else 1) * len(params)
+        for a, W in zip(arrays, params * 2):
+            assert a.shape == W.shape and a.dtype == W.dtype
+        state = optimizer.step(params, [np.full_like(W, 0.5) for W in params], state)
+
+
+def test_a_one_step_cosine_is_allowed_and_ends_at_min_lr():
+    """The bound at its boundary: total_steps=1 is a schedule (lr, then min_lr), 0 is refused above."""
+    cosine = CosineDecay(0.1, total_steps=1, min_lr=0.01)
+    assert [cosine(t) for t in range(3)] == [0.1, 0.01, 0.01]
+    warm = LinearWarmup(0.1, warmup_steps=1)
+    assert [warm(t) for t in range(2)] == [0.1, 0.1]
+    assert [StepDecay(0.1, step_size=1, gamma=0.5)(t) for t in range(3)] == [0.1, 0.05, 0.025]
