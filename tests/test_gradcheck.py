@@ -153,6 +153,7 @@ def test_softmax_cross_entropy_gives_p_minus_y_only_for_targets_summing_to_one()
     assert gradcheck(SoftmaxCrossEntropy(), (3, 3), targets=smoothed).ok
     assert torch_check(SoftmaxCrossEntropy(), (3, 3), targets=smoothed).ok
     assert not gradcheck(SoftmaxCrossEntropy(), (3, 3), targets=2 * Y).ok  # rows sum to 2: P - Y is wrong
+    assert [c.tensor for c in torch_check(SoftmaxCrossEntropy(), (3, 3), targets=2 * Y).failures] == ["dX"]
 
 
 @pytest.mark.torch
@@ -169,7 +170,8 @@ def test_an_unregistered_layer_needs_its_own_torch_forward():
             return 2 * self.X * grad
 
     assert gradcheck(Square(), (3, 2)).ok
-    with pytest.raises(ValueError, match=r"Square\(\): no PyTorch reference for Square"):
+    with pytest.raises(ValueError, match=r"^Square\(\): no PyTorch reference for Square: pass torch_forward= "
+                                         r"or add it to bareprop\.check\.references\.REFERENCES$"):
         torch_check(Square(), (3, 2))
     assert torch_check(Square(), (3, 2), torch_forward=lambda layer, X, W: X**2).ok
 
@@ -227,3 +229,79 @@ def test_check_registered_checks_every_class_against_both_references_with_the_ge
     assert len({layer for layer, _, _, _ in first}) == len(REFERENCES)
     assert errors(1) == first  # the same generator state, the same draws
     assert errors(2) != first  # another seed, other draws: the checks draw from the generator given
+
+
+@pytest.mark.torch
+def test_each_check_names_its_tensor_whether_it_compared_or_raised():
+    class Raising(Linear):
+        def bp_input(self, grad):
+            raise RuntimeError("no dX")
+
+        def bp_param(self, grad):
+            raise RuntimeError("no dW")
+
+    class RaisingLoss(SoftmaxCrossEntropy):
+        def bp_input(self, grad):
+            raise RuntimeError("no dX")
+
+    def names(result):
+        return [c.tensor for c in result.checks]
+
+    linear = Linear(3, 2, rng=rng())
+    assert names(gradcheck(linear, (2, 3))) == ["dX", "dW"]
+    assert names(torch_check(linear, (2, 3))) == ["out", "dX", "dW"]
+    assert names(torch_check(SoftmaxCrossEntropy(), (2, 3))) == ["out", "loss", "dX"]
+    for check in (gradcheck, torch_check):
+        assert [c.tensor for c in check(Raising(3, 2, rng=rng()), (2, 3)).failures] == ["dX", "dW"]
+        assert [c.tensor for c in check(RaisingLoss(), (2, 3)).failures] == ["dX"]
+
+
+@pytest.mark.torch
+def test_torch_check_draws_from_the_generator_given_and_by_default_from_seed_0():
+    def errors(**kw):
+        return [c.max_abs for c in torch_check(Linear(3, 2, rng=rng()), (2, 3), **kw).checks]
+
+    assert errors() == errors(rng=np.random.default_rng(0))
+    assert errors(rng=np.random.default_rng(5)) != errors()
+
+
+@pytest.mark.torch
+def test_torch_check_hands_the_loss_to_its_torch_forward_and_a_random_gradient_to_bp_input():
+    import torch
+    import torch.nn.functional as F
+
+    seen = []
+
+    def forward(loss, X, Y):
+        seen.append(type(loss))
+        return torch.softmax(X, dim=1), F.cross_entropy(X, Y, reduction="sum")
+
+    assert torch_check(SoftmaxCrossEntropy(), (3, 4), torch_forward=forward).ok
+    assert seen == [SoftmaxCrossEntropy]
+
+    class MeanGradLoss(SoftmaxCrossEntropy):
+        def bp_input(self, grad):  # bug: one number for the whole upstream gradient
+            return super().bp_input(np.full_like(grad, grad.mean()))
+
+    assert not torch_check(MeanGradLoss(), (3, 4)).ok and not gradcheck(MeanGradLoss(), (3, 4)).ok
+
+
+def test_a_loss_without_a_reduction_attribute_is_checked_as_a_batch_sum():
+    """The post's convention is the default: a hand-written loss that says nothing of its reduction
+    is taken to report the batch mean and differentiate the batch sum (P - Y per example)."""
+    from bareprop.core.losses import log_softmax
+
+    class PostLoss:
+        def __repr__(self):
+            return "PostLoss()"
+
+        def __call__(self, X, Y):  # (B, K), (B, K) -> (B, K), ()
+            self.P, self.Y = np.exp(log_softmax(X)), Y
+            return self.P, -(Y * log_softmax(X)).sum(axis=1).mean()
+
+        def bp_input(self, grad):  # (B, K) -> (B, K): the batch sum's gradient
+            return (self.P - self.Y) * grad
+
+    Y = one_hot(np.array([0, 2, 1]), 3, np.float64)
+    result = gradcheck(PostLoss(), (3, 3), targets=Y)
+    assert result.ok, result.message

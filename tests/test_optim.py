@@ -119,6 +119,8 @@ def test_state_is_explicit_and_params_are_the_only_thing_changed():
     (lambda: StepDecay(0.1, step_size=0), "step_size must be a positive"),
     (lambda: CosineDecay(0.1, total_steps=0), "total_steps must be positive"),
     (lambda: LinearWarmup(0.1, warmup_steps=0), "warmup_steps must be positive"),
+    (lambda: Adam(weight_decay=-1), r"^Adam: weight_decay must be >= 0, got -1$"),
+    (lambda: AdamW(weight_decay=-0.5), r"^AdamW: weight_decay must be >= 0, got -0.5$"),
 ])
 def test_bad_settings_are_refused(make, message):
     with pytest.raises(ValueError, match=message):
@@ -263,3 +265,12 @@ def test_a_one_step_cosine_is_allowed_and_ends_at_min_lr():
     warm = LinearWarmup(0.1, warmup_steps=1)
     assert [warm(t) for t in range(2)] == [0.1, 0.1]
     assert [StepDecay(0.1, step_size=1, gamma=0.5)(t) for t in range(3)] == [0.1, 0.05, 0.025]
+
+
+@pytest.mark.parametrize("optimizer", [
+    SGD(0.1, momentum=0.9, nesterov=True, weight_decay=0.01), Adam(0.01, betas=(0.8, 0.99), eps=1e-6),
+    AdamW(0.02, weight_decay=0.1), StepDecay(0.1, step_size=3, gamma=0.5), CosineDecay(0.1, total_steps=7, min_lr=0.01),
+], ids=lambda o: type(o).__name__)
+def test_repr_is_the_call_that_makes_it(optimizer):
+    again = eval(repr(optimizer), {type(optimizer).__name__: type(optimizer)})
+    assert type(again) is type(optimizer) and vars(again) == vars(optimizer)
