@@ -4,6 +4,7 @@ download, verification and cache code runs; no test touches the internet."""
 import gzip
 import hashlib
 import json
+import os
 import re
 import socket
 from pathlib import Path
@@ -14,7 +15,7 @@ from loopback import Server, gz, tiny_dataset, tiny_payloads, tls_context
 
 from bareprop import DATASETS, DataError, download_dataset, import_dataset, load_dataset, verify_dataset
 from bareprop.data import encode_idx
-from bareprop.data.datasets import ALL_FILES, cache_root
+from bareprop.data.datasets import ALL_FILES, MAX_PAYLOAD, cache_root
 
 IMAGES, LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "data.md"
@@ -39,7 +40,11 @@ def snapshot(folder):
     folder = Path(folder)
     if not folder.exists():
         return None
-    return {str(p.relative_to(folder)): (p.read_bytes() if p.is_file() else "dir") for p in folder.rglob("*")}
+    def state(p):
+        if p.is_symlink() or not p.is_file():
+            return "dir" if p.is_dir() else f"-> {os.readlink(p)}" if p.is_symlink() else "special"
+        return p.read_bytes() if p.stat().st_size <= 2**20 else ("bytes", p.stat().st_size)  # a sparse giant: its size
+    return {str(p.relative_to(folder)): state(p) for p in folder.rglob("*")}
 
 
 def altered(payload, offset=-1):
@@ -359,6 +364,20 @@ def case_verify_missing(ctx):
     return lambda: verify_dataset(ds, data_dir=ctx.root)
 
 
+def case_device(ctx):
+    def change(d, p):
+        (d / IMAGES).unlink()
+        (d / IMAGES).symlink_to("/dev/zero")  # endless bytes: refused by what it is, never read
+    return ctx.cached(change)
+
+
+def case_too_large(ctx):
+    def change(d, p):
+        with open(d / IMAGES, "r+b") as f:
+            f.truncate(MAX_PAYLOAD + 1)  # sparse: no room on disk, and never read
+    return ctx.cached(change)
+
+
 BAD_INPUT = {
     "`.gz` MD5 mismatch": case_md5,
     "payload SHA-256 mismatch": case_payload_sha,
@@ -376,6 +395,8 @@ BAD_INPUT = {
         with_file(IMAGES, encode_idx(np.zeros((12, 32, 32), dtype=np.uint8)))),
     "an empty file": lambda ctx: ctx.importing({**gz(tiny_payloads()), LABELS: b""}),
     "a folder where a file should be": lambda ctx: ctx.cached(lambda d, p: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())),
+    "a named pipe or a device (such as /dev/zero) where a file should be": case_device,
+    "a file larger than bareprop reads (256 MiB)": case_too_large,
     "a cache folder that cannot be written": case_unwritable_cache,
     "every mirror failing": case_every_mirror,
     "a redirect from https to plain http": case_https_to_http,
@@ -497,3 +518,21 @@ def test_one_label_more_or_fewer_than_the_images_is_refused(tmp_path, root, extr
     n = SPLIT_SIZE["train"]
     with pytest.raises(DataError, match=rf"{n + extra} labels for the {n} images"):
         import_with(tmp_path, root, "train", [0] * (n + extra), ("cat", "dog", "eel"))
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POSIX")
+def test_a_manifest_that_is_a_fifo_is_no_manifest_and_never_waited_on(server, root):
+    """The files are then checked against their official MD5s, as with no manifest."""
+    import threading
+
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.serve("/m/", files)])
+    download_dataset(ds, data_dir=root)
+    (root / "tiny" / "manifest.json").unlink()
+    os.mkfifo(root / "tiny" / "manifest.json")
+    loaded = []
+    thread = threading.Thread(target=lambda: loaded.append(load_dataset(ds, "train", data_dir=root, offline=True)),
+                              daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive() and loaded[0][0].shape == (12, 784)

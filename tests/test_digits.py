@@ -152,3 +152,71 @@ def test_predict_cli_with_a_bad_model_is_one_line(tmp_path, capsys):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.count("\n") == 1
     assert f"{tmp_path / 'model.npz'}: truncated or damaged archive" in captured.err
+
+
+# --- pictures read defensively, and deep greyscale ---------------------------------------------------
+
+def png_header_only(path, width, height):
+    """A PNG that declares width x height pixels and holds none: Pillow reads the header lazily."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IEND", b""))
+    return path
+
+
+def test_a_picture_over_4096x4096_pixels_is_refused_before_decoding(tmp_path, model, capsys):
+    path = png_header_only(tmp_path / "huge.png", 5000, 5000)
+    assert main(["predict", str(model), str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == (
+        f"bareprop: error: {path}: 5000x5000 pixels, more than the 16,777,216 pixels (4096x4096) bareprop reads "
+        "from a picture\n")
+
+
+def test_a_decompression_bomb_is_one_line(tmp_path):
+    path = png_header_only(tmp_path / "bomb.png", 100_000, 100_000)
+    with pytest.raises(ImageError) as caught:
+        read_digit(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: more than the 16,777,216 pixels (4096x4096) bareprop reads from a picture (")
+    assert "\n" not in message
+
+
+def test_dev_zero_as_a_picture_is_one_line(model, capsys):
+    assert main(["predict", str(model), "/dev/zero"]) == 2
+    assert capsys.readouterr().err == "bareprop: error: /dev/zero: is a character device, expected a file\n"
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="named pipes are POSIX")
+def test_a_fifo_as_a_picture_is_one_line_and_does_not_hang(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "digit.png")
+    with pytest.raises(ImageError, match=r"digit\.png: is a named pipe \(FIFO\), expected a file$"):
+        read_digit(tmp_path / "digit.png")
+
+
+def test_a_picture_file_over_64_mib_is_refused_unread(tmp_path):
+    with open(tmp_path / "big.png", "wb") as f:
+        f.truncate(64 * 2**20 + 1)
+    with pytest.raises(ImageError) as caught:
+        read_digit(tmp_path / "big.png")
+    assert str(caught.value) == (f"{tmp_path / 'big.png'}: 64 MiB (67108865 bytes), more than the 64 MiB bareprop "
+                                 "reads from a picture")
+
+
+def test_a_16_bit_greyscale_png_reads_as_its_8_bit_picture(tmp_path):
+    """Light grey ink (level 200 of 255) on white, written by Pillow as a 16-bit PNG ("I;16"): not blank,
+    and the same input as the 8-bit picture, where clipping 16-bit levels to 255 would make it all white."""
+    grey = np.asarray(draw(4, 80, 80).convert("L"), dtype=np.uint16)  # (80, 80) in [0, 255]
+    grey = np.where(grey < 128, 200, 255).astype(np.uint16)  # light ink: 200, the background 255
+    Image.fromarray(grey.astype(np.uint8)).save(tmp_path / "eight.png")
+    Image.fromarray(grey * 257).save(tmp_path / "sixteen.png")  # 0..255 -> 0..65535
+    with Image.open(tmp_path / "sixteen.png") as image:
+        assert image.mode == "I;16"
+    x16, x8 = read_digit(tmp_path / "sixteen.png"), read_digit(tmp_path / "eight.png")
+    assert x16.max() == 1 and (x16 > 0.5).sum() > 40
+    np.testing.assert_allclose(x16, x8, atol=1e-6)

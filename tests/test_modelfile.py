@@ -240,3 +240,131 @@ def test_load_draws_nothing_from_its_generator(tmp_path):
     loaded = bp.load(tmp_path / "m.npz", rng=rng)
     assert loaded.layers[2].rng is rng
     assert rng.random() == np.random.default_rng(11).random()
+
+
+# --- a file that does not back its spec is refused before anything is read or allocated -------------
+
+def zip_of(path, members):
+    """A zip archive of the given member names -> bytes, written as np.savez would (stored)."""
+    import warnings
+    import zipfile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # zipfile warns of a duplicate name
+        with zipfile.ZipFile(path, "w") as archive:
+            for name, data in members:
+                archive.writestr(name, data)
+    return path
+
+
+def npy(array):
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def with_central_size(data, member, size):
+    """The archive's bytes with the uncompressed size of `member` in the central directory set to `size`."""
+    import struct
+
+    data = bytearray(data)
+    at = data.find(b"PK\x01\x02")  # each central directory entry: name length at +28, name at +46, size at +24
+    while at != -1:
+        name_length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46:at + 46 + name_length] == member.encode():
+            struct.pack_into("<I", data, at + 24, size)
+        at = data.find(b"PK\x01\x02", at + 4)
+    return bytes(data)
+
+
+def test_a_spec_far_larger_than_its_arrays_is_refused_at_once(tmp_path):
+    """A 100 kB file whose spec says Linear(784, 10**6): refused from the headers, nothing allocated."""
+    import time
+    import tracemalloc
+
+    net = bp.NeuralNet((784, 32, 10), rng=np.random.default_rng(0))
+    spec = net_spec(net)
+    spec["layers"] = [{"type": "Linear", "in": 784, "out": 10**6}, {"type": "ReLU"},
+                      {"type": "Linear", "in": 10**6, "out": 10}]
+    path = write_npz(tmp_path / "m.npz", {f"layers.{i}.W": net.layers[i].W for i in (0, 2)}, spec=spec)
+    assert path.stat().st_size < 120_000
+    tracemalloc.start()
+    start = time.perf_counter()
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    seconds, (_, peak) = time.perf_counter() - start, tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert str(caught.value) == f"{path}: array layers.0.W has shape (785, 32), the spec says (785, 1000000)"
+    assert seconds < 1 and peak < 5 * 2**20, (seconds, peak)
+
+
+def test_a_member_whose_size_is_not_its_headers_is_refused(tmp_path):
+    """A zip bomb, or a damaged member: the size the archive declares must be what the array needs."""
+    good = write_npz(tmp_path / "good.npz", good_arrays()).read_bytes()
+    path = tmp_path / "bomb.npz"
+    path.write_bytes(with_central_size(good, "layers.0.W.npy", 10**9))
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == f"{path}: array layers.0.W takes 1000000000 bytes in the archive; its header says 268"
+
+
+def test_arrays_that_would_take_more_than_the_cap_once_read_are_refused(tmp_path, monkeypatch):
+    """Compressed arrays that honestly inflate past MAX_FILE (here lowered to 4 kB) are not inflated."""
+    from bareprop.experiment import modelfile
+
+    net = bp.NeuralNet((6, 200, 3), rng=np.random.default_rng(0))
+    arrays = {f"layers.{i}.W": np.zeros_like(net.layers[i].W) for i in (0, 2)}
+    path = tmp_path / "m.npz"
+    np.savez_compressed(path, spec=np.array(json.dumps(net_spec(net))), **arrays)
+    monkeypatch.setattr(modelfile, "MAX_FILE", 4096)
+    assert path.stat().st_size < 4096
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == f"{path}: its arrays take 8.07 KiB once read, more than the 4 KiB bareprop reads from a model file"
+
+
+def test_a_member_with_an_odd_name_is_refused(tmp_path):
+    members = [("spec.npy", npy(np.array(json.dumps(net_spec(trained_net()[0]))))), ("../notes.txt", b"hello")]
+    path = zip_of(tmp_path / "m.npz", members)
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == (f"{path}: the archive holds '../notes.txt', which is not an array bareprop writes "
+                                 "(spec, layers.<i>.W)")
+
+
+def test_a_member_held_twice_is_refused(tmp_path):
+    spec = npy(np.array(json.dumps(net_spec(trained_net()[0]))))
+    path = zip_of(tmp_path / "m.npz", [("spec.npy", spec), ("spec.npy", spec)])
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == f"{path}: the archive holds 'spec.npy' twice"
+
+
+def test_a_spec_over_1_mib_is_refused(tmp_path):
+    path = zip_of(tmp_path / "m.npz", [("spec.npy", npy(np.array("x" * 300_000)))])
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == f"{path}: the 'spec' array takes 1200128 bytes in the archive; a spec has at most 1048576"
+
+
+def test_a_spec_nested_too_deeply_is_one_line(tmp_path):
+    path = zip_of(tmp_path / "m.npz", [("spec.npy", npy(np.array("[" * 100_000 + "]" * 100_000)))])
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: the spec is not valid JSON (maximum recursion depth") and "\n" not in message
+
+
+def test_a_model_file_over_1_gib_is_refused_unread(tmp_path):
+    path = tmp_path / "m.npz"
+    with open(path, "wb") as f:
+        f.truncate(2**30 + 1)  # sparse: no room on disk, and never read
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    assert str(caught.value) == f"{path}: 1 GiB (1073741825 bytes), more than the 1 GiB bareprop reads from a model file"
+
+
+def test_dev_zero_as_a_model_file_is_refused(tmp_path):
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load("/dev/zero")
+    assert str(caught.value) == "/dev/zero: is a character device, expected a file"

@@ -40,8 +40,14 @@ def add_model_parsers(commands):
     report = commands.add_parser(
         "report", help="rebuild report.html (and its charts' PNGs) from a saved run",
         description="Rebuild report.html and the PNG of each of its charts in a folder written by "
-        "`bareprop train`, from its run.json and model.npz.")
+        "`bareprop train`, from its run.json and model.npz, and the test set from your own dataset cache "
+        "(never a folder the run.json names). It writes into RUN_DIR alone and downloads nothing unless "
+        "--download is given.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by `bareprop train`")
+    report.add_argument("--data-dir", metavar="DIR", default=None,
+                        help="the dataset cache folder (default: $BAREPROP_DATA, else the user's cache folder)")
+    report.add_argument("--download", action="store_true",
+                        help="download the run's dataset into the cache if it is not there (default: an error)")
 
 
 def _number(x):
@@ -125,4 +131,6 @@ def run_predict(args):
 def run_report(args):
     from ..report.page import build_report
 
-    print(f"report in {build_report(args.run_dir).resolve()}")
+    with download_progress() as progress:
+        page = build_report(args.run_dir, data_dir=args.data_dir, download=args.download, progress=progress)
+    print(f"report in {page.resolve()}")

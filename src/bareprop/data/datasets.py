@@ -22,7 +22,8 @@ import numpy as np
 from ..files import atomic_write
 from .download import MirrorFailure, fetch
 from .errors import DataError
-from .idx import IDXError, decompress, parse_idx
+from .idx import MAX_PAYLOAD, IDXError, decompress, parse_idx
+from .reading import read_file
 
 SPLITS = ("train", "test")
 FILES = {  # split -> (images file, labels file), the same names across the family
@@ -32,7 +33,7 @@ FILES = {  # split -> (images file, labels file), the same names across the fami
 ALL_FILES = FILES["train"] + FILES["test"]
 IMAGE_SIZE = 28
 MANIFEST = "manifest.json"
-MAX_PAYLOAD = 256 * 2**20  # bytes a file may inflate to (MNIST's largest is 47 MB): no gzip bombs
+MAX_MANIFEST = 2**20  # bytes of a dataset folder's manifest.json (it holds four entries)
 
 
 @dataclass(frozen=True)
@@ -136,8 +137,9 @@ def _read_manifest(folder):
     """file name -> {"md5", "sha256", "bytes", "source"}; empty when there is no usable manifest
     (the files are then checked against their official MD5s instead)."""
     try:
-        files = json.loads((folder / MANIFEST).read_text()).get("files", {})
-    except (OSError, ValueError, AttributeError):
+        raw = read_file(folder / MANIFEST, MAX_MANIFEST, "a dataset manifest", DataError)
+        files = json.loads(raw).get("files", {})
+    except (OSError, ValueError, AttributeError):  # DataError is a ValueError: a FIFO, a device, too large
         return {}
     if not isinstance(files, dict):
         return {}
@@ -153,11 +155,10 @@ def _write_manifest(folder, ds, entries):
 # ---- checking files ---------------------------------------------------------------------------
 
 def _read_bytes(path):
+    """A dataset file's bytes: a regular file (not a folder, a FIFO, /dev/zero) of at most MAX_PAYLOAD bytes."""
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"{path}: is a folder, expected a file")
     try:
-        return path.read_bytes()
+        return read_file(path, MAX_PAYLOAD, "a dataset file", lambda problem: DataError(f"{path}: {problem}"))
     except FileNotFoundError:
         raise DataError(f"{path}: missing") from None
     except OSError as e:

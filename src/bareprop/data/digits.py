@@ -6,11 +6,17 @@ centre of mass at the centre. An MNIST test digit written out as a PNG comes bac
 Pillow is imported only here, and only to read files and to resize.
 """
 
+import io
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from .reading import read_file
+
 SIDE, BOX = 28, 20  # MNIST images are 28x28; the digit is fitted into a 20x20 box
+MAX_BYTES = 64 * 2**20  # the largest picture file read
+MAX_PIXELS = 4096 * 4096  # the most pixels a picture may have, checked from its header before decoding
 
 
 class ImageError(ValueError):
@@ -18,20 +24,38 @@ class ImageError(ValueError):
 
 
 def read_digit(path):
-    """The image file at `path` as an MNIST input row (784,) float32; ImageError naming the file."""
+    """The image file at `path` as an MNIST input row (784,) float32; ImageError naming the file.
+
+    Only a regular file of at most MAX_BYTES, holding at most MAX_PIXELS pixels, is decoded."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     path = Path(path)
+
+    def fail(problem):
+        return ImageError(f"{path}: {problem}")
+
     try:
-        with Image.open(path) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-    except FileNotFoundError:
-        raise ImageError(f"{path}: cannot read (No such file or directory)") from None
+        raw = read_file(path, MAX_BYTES, "a picture", fail)
+    except OSError as e:
+        raise fail(f"cannot read ({e.strerror or e})") from None
+    too_many = f"more than the {MAX_PIXELS:,} pixels (4096x4096) bareprop reads from a picture"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # refused below, in one line
+            image = Image.open(io.BytesIO(raw))  # lazy: the header alone is read
+        width, height = image.size
+        if width * height > MAX_PIXELS:
+            raise fail(f"{width}x{height} pixels, {too_many}")
+        image.load()
+        image = ImageOps.exif_transpose(image)
+    except ImageError:
+        raise
     except UnidentifiedImageError:
-        raise ImageError(f"{path}: not an image Pillow can read (PNG, JPEG, ...)") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise ImageError(f"{path}: cannot read the image ({getattr(e, 'strerror', None) or e})") from None
+        raise fail("not an image Pillow can read (PNG, JPEG, ...)") from None
+    except Image.DecompressionBombError as e:
+        raise fail(f"{too_many} ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise fail(f"cannot read the image ({getattr(e, 'strerror', None) or e})") from None
     try:
         return mnist_digit(_greyscale(image))
     except ImageError as e:
@@ -39,15 +63,27 @@ def read_digit(path):
 
 
 def _greyscale(image):  # a Pillow image -> (H, W) float32 in [0, 255]
-    """Luminance; a transparent background becomes the opposite of the ink, so the ink shows."""
+    """Luminance, 16-bit greyscale scaled from 0..65535; a transparent background becomes the
+    opposite of the ink, so the ink shows."""
+    if image.mode == "I" or image.mode.startswith("I;16"):  # 16-bit greyscale (a PNG's "I;16")
+        levels = np.asarray(image).astype(np.float32)  # (H, W) in [0, 65535]
+        grey = np.clip(levels, 0, 65535) * np.float32(255 / 65535)  # (H, W) in [0, 255]
+        transparent = image.info.get("transparency")  # a PNG may name one level transparent
+        if not isinstance(transparent, int):
+            return grey
+        return _over_background(grey, (levels != transparent).astype(np.float32))
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
         rgba = np.asarray(image.convert("RGBA"), dtype=np.float32)  # (H, W, 4)
-        alpha = rgba[..., 3:] / 255  # (H, W, 1)
         grey = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)  # (H, W)
-        ink_level = (grey * alpha[..., 0]).sum() / max(alpha.sum(), 1e-6)  # mean of the opaque pixels
-        background = 0.0 if ink_level > 127.5 else 255.0
-        return (grey * alpha[..., 0] + background * (1 - alpha[..., 0])).astype(np.float32)  # (H, W)
+        return _over_background(grey, rgba[..., 3] / 255)
     return np.asarray(image.convert("L"), dtype=np.float32)  # (H, W)
+
+
+def _over_background(grey, alpha):  # (H, W), (H, W) in [0, 1] -> (H, W)
+    """`grey` over a background opposite to its ink: the mean of the opaque pixels says which."""
+    ink_level = (grey * alpha).sum() / max(alpha.sum(), 1e-6)  # mean of the opaque pixels
+    background = 0.0 if ink_level > 127.5 else 255.0
+    return (grey * alpha + background * (1 - alpha)).astype(np.float32)  # (H, W)
 
 
 def mnist_digit(grey):  # (H, W) in [0, 255] -> (784,) float32 in [0, 1]

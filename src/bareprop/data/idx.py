@@ -1,4 +1,4 @@
-"""The IDX file format (MNIST's): pure parsing of bytes, no files, no network.
+"""The IDX file format (MNIST's): parsing bytes, no network (read_idx alone opens a file).
 
 Layout (big-endian): two zero bytes, one byte for the element type, one byte for
 the number of dimensions D, then D unsigned 32-bit sizes, then the data in C order.
@@ -9,6 +9,7 @@ import zlib
 import numpy as np
 
 from .errors import DataError
+from .reading import read_file
 
 # element type byte -> NumPy dtype (big-endian, as the format stores them)
 IDX_TYPES = {
@@ -20,6 +21,7 @@ IDX_TYPES = {
     0x0E: np.dtype(">f8"),
 }
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_PAYLOAD = 256 * 2**20  # bytes a dataset file may hold or inflate to (MNIST's largest is 47 MB): no gzip bombs
 
 
 class IDXError(DataError):
@@ -97,10 +99,11 @@ def parse_idx(data, name="<bytes>", *, dtype=None, shape=None, limit=None):
     return array.astype(IDX_TYPES[code].newbyteorder("="), copy=False)  # a read-only view when no swap is needed
 
 
-def read_idx(path):
-    """Read an IDX file (raw or gzip) from disk."""
-    with open(path, "rb") as f:
-        return parse_idx(f.read(), name=str(path))
+def read_idx(path, limit=MAX_PAYLOAD):
+    """Read an IDX file (raw or gzip) from disk: a regular file of at most `limit` bytes, which
+    inflates to at most `limit` bytes."""
+    data = read_file(path, limit, "an IDX file", lambda problem: IDXError(f"{path}: {problem}"))
+    return parse_idx(data, name=str(path), limit=limit)
 
 
 def encode_idx(array):

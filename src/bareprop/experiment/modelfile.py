@@ -8,8 +8,10 @@ The archive holds
 Each layer (and the loss) is written as {"type": its class name, **its spec()} and read back as
 cls(*settings), cls looked up in bareprop's LAYERS (LOSSES): the layers say what they need, not this
 file. Training settings (the lr) are not part of a model; older files that recorded "lr" still load.
-Loading never unpickles (allow_pickle=False) and checks everything against the spec; each problem
-is a ModelFileError whose one-line message names the file.
+Loading never unpickles (allow_pickle=False) and checks everything against the spec before it reads
+an array: the file (a regular file, at most MAX_FILE bytes), the members' names, then each member's
+.npy header and size against the shape the spec gives it, so nothing is allocated for a spec that
+the file does not back. Each problem is a ModelFileError whose one-line message names the file.
 """
 
 import copy
@@ -17,6 +19,7 @@ import inspect
 import io
 import json
 import math
+import re
 import zipfile
 import zlib
 from pathlib import Path
@@ -26,10 +29,14 @@ import numpy as np
 from ..core.layers import LAYERS, Dropout
 from ..core.losses import LOSSES
 from ..core.net import NeuralNet, Sequential
+from ..data.reading import read_file, size_text
 from ..files import atomic_write
 
 FORMAT = "bareprop-model"
 VERSION = 1
+MAX_FILE = 2**30  # the largest model file read, and the most its arrays may take once read (1 GiB)
+MAX_SPEC = 2**20  # the largest 'spec' array (1 MiB; the post's spec is 300 bytes)
+MEMBER = re.compile(r"(spec|layers\.(0|[1-9][0-9]*)\.W)\.npy")  # the archive's members: spec.npy, layers.<i>.W.npy
 
 
 class ModelFileError(ValueError):
@@ -88,62 +95,112 @@ def load(path, *, rng=None):
     def fail(problem):
         return ModelFileError(f"{path}: {problem}")
 
-    arrays = _read_arrays(path, fail)
-    if "spec" not in arrays:
-        raise fail("no 'spec' array: not a bareprop model file")
-    spec = _parse_spec(arrays.pop("spec"), fail)
-    net = _build(spec, fail, np.random.default_rng(0) if rng is None else rng)
-    expected = {f"layers.{i}.W": layer for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
-    missing, extra = sorted(set(expected) - set(arrays)), sorted(set(arrays) - set(expected))
-    if missing:
-        raise fail(f"missing array{'s' * (len(missing) > 1)} {', '.join(missing)}")
-    if extra:
-        raise fail(f"unexpected array{'s' * (len(extra) > 1)} {', '.join(extra)}")
-    for name, layer in expected.items():
-        W = arrays[name]
-        if W.shape != layer.W.shape:
-            raise fail(f"array {name} has shape {W.shape}, the spec says {layer.W.shape}")
-        if W.dtype != net.dtype:
-            raise fail(f"array {name} has dtype {W.dtype}, the spec says {net.dtype}")
-        if not np.isfinite(W).all():
-            raise fail(f"array {name} holds NaN or infinite values")
-        layer.W = W
+    with _open_archive(path, fail) as archive:
+        members = _members(archive, fail)  # "spec", "layers.0.W", ... -> ZipInfo
+        if "spec" not in members:
+            raise fail("no 'spec' array: not a bareprop model file")
+        spec = _parse_spec(archive, members.pop("spec"), fail)
+        net = _build(spec, fail, np.random.default_rng(0) if rng is None else rng)
+        expected = {f"layers.{i}.W": layer for i, layer in enumerate(net.layers) if hasattr(layer, "W")}
+        missing, extra = sorted(set(expected) - set(members)), sorted(set(members) - set(expected))
+        if missing:
+            raise fail(f"missing array{'s' * (len(missing) > 1)} {', '.join(missing)}")
+        if extra:
+            raise fail(f"unexpected array{'s' * (len(extra) > 1)} {', '.join(extra)}")
+        total = sum(_check_header(archive, members[name], name, layer.W.shape, net.dtype, fail)
+                    for name, layer in expected.items())  # headers only: no array read yet
+        if total > MAX_FILE:
+            raise fail(f"its arrays take {size_text(total)} once read, more than the {size_text(MAX_FILE)} "
+                       "bareprop reads from a model file")
+        for name, layer in expected.items():
+            W = _read_member(archive, members[name], name, fail)
+            if not np.isfinite(W).all():
+                raise fail(f"array {name} holds NaN or infinite values")
+            layer.W = W
     return net
 
 
-def _read_arrays(path, fail):
-    """Every array of the archive, read eagerly so that any damage shows here."""
+def _open_archive(path, fail):
+    """The model file as a zipfile.ZipFile: a regular file of at most MAX_FILE bytes that is a zip archive."""
     try:
-        raw = path.read_bytes()
+        raw = read_file(path, MAX_FILE, "a model file", fail)
     except OSError as e:
         raise fail(f"cannot read ({e.strerror or e})") from None
     if not raw.startswith(b"PK"):
         raise fail("not a model file (.npz archive)")
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as archive:
-            names = list(archive.files)
-            arrays = {}
-            for name in names:
-                try:
-                    arrays[name] = archive[name]
-                except ValueError as e:
-                    if "allow_pickle" in str(e):
-                        raise fail(f"array {name} holds pickled objects, which bareprop never loads") from None
-                    raise fail(f"array {name} is damaged ({e})") from None
+        return zipfile.ZipFile(io.BytesIO(raw))
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
-        if isinstance(e, ModelFileError):
-            raise
         raise fail(f"truncated or damaged archive ({e})") from None
-    return arrays
 
 
-def _parse_spec(array, fail):
-    if array.dtype.kind != "U" or array.shape != ():
-        raise fail("the 'spec' array is not a JSON string")
+def _members(archive, fail):
+    """Array name -> ZipInfo; only the names bareprop writes (spec.npy, layers.<i>.W.npy), each once."""
+    members = {}
+    for info in archive.infolist():
+        if not MEMBER.fullmatch(info.filename):
+            raise fail(f"the archive holds {info.filename!r}, which is not an array bareprop writes "
+                       "(spec, layers.<i>.W)")
+        name = info.filename.removesuffix(".npy")
+        if name in members:
+            raise fail(f"the archive holds {info.filename!r} twice")
+        members[name] = info
+    return members
+
+
+def _header(archive, info, name, fail):
+    """(shape, dtype, the member's size that they imply) from a .npy member's header; no data is read."""
     try:
-        spec = json.loads(str(array))
-    except json.JSONDecodeError as e:
-        raise fail(f"the spec is not valid JSON ({e})") from None
+        with archive.open(info) as f:
+            version = np.lib.format.read_magic(f)
+            read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in read:
+                raise fail(f"array {name} is in .npy format version {version}, which bareprop does not read")
+            shape, _, dtype = read[version](f)
+            size = f.tell() + math.prod(shape) * dtype.itemsize  # Python ints: no overflow, no allocation
+    except ModelFileError:
+        raise
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        raise fail(f"array {name} is damaged ({_one_line(e)})") from None
+    return shape, dtype, size
+
+
+def _check_header(archive, info, name, shape, dtype, fail):
+    """Check a weight member's header and size against the shape and dtype the spec gives it; return its bytes."""
+    found, found_dtype, size = _header(archive, info, name, fail)
+    if found_dtype.hasobject:
+        raise fail(f"array {name} holds pickled objects, which bareprop never loads")
+    if found != shape:
+        raise fail(f"array {name} has shape {found}, the spec says {shape}")
+    if found_dtype != dtype:
+        raise fail(f"array {name} has dtype {found_dtype}, the spec says {dtype}")
+    if info.file_size != size:  # a zip bomb, or a damaged member
+        raise fail(f"array {name} takes {info.file_size} bytes in the archive; its header says {size}")
+    return size
+
+
+def _read_member(archive, info, name, fail):
+    try:
+        with archive.open(info) as f:
+            return np.lib.format.read_array(f, allow_pickle=False)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        raise fail(f"array {name} is damaged ({_one_line(e)})") from None
+
+
+def _parse_spec(archive, info, fail):
+    """The spec: a 0-d unicode array of at most MAX_SPEC bytes holding a JSON object of this format and version."""
+    shape, dtype, size = _header(archive, info, "spec", fail)
+    if dtype.kind != "U" or shape != ():
+        raise fail("the 'spec' array is not a JSON string")
+    if info.file_size > MAX_SPEC:
+        raise fail(f"the 'spec' array takes {info.file_size} bytes in the archive; a spec has at most {MAX_SPEC}")
+    if info.file_size != size:
+        raise fail(f"the 'spec' array takes {info.file_size} bytes in the archive; its header says {size}")
+    text = str(_read_member(archive, info, "spec", fail))
+    try:
+        spec = json.loads(text)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, too many digits, nested too deeply
+        raise fail(f"the spec is not valid JSON ({_one_line(e)})") from None
     if not isinstance(spec, dict) or spec.get("format") != FORMAT:
         raise fail(f"the spec does not say format {FORMAT!r}: not a bareprop model file")
     if spec.get("version") != VERSION:
@@ -162,8 +219,9 @@ def _bad_setting(settings):
 
 
 def _placeholder(rng, fan_in, fan_out, dtype):
-    """Zero weights, drawing nothing from rng: load() replaces them with the file's."""
-    return np.zeros((fan_in, fan_out), dtype)  # (fan_in, fan_out)
+    """Zero weights that take no memory (one zero, broadcast) and draw nothing from rng: load()
+    replaces them with the file's, once their shapes are checked against the file."""
+    return np.broadcast_to(np.zeros((), dtype), (fan_in, fan_out))  # (fan_in, fan_out), read-only
 
 
 def _from_spec(spec, kinds, what, fail, **available):

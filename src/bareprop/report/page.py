@@ -35,27 +35,87 @@ class ReportError(ValueError):
     """A run folder lacks what the report needs."""
 
 
-def build_report(run_dir):
-    """Rebuild report.html and every chart's PNG from a saved run: run.json and model.npz."""
-    from ..data import load_dataset
+def build_report(run_dir, *, data_dir=None, download=False, progress=None):
+    """Rebuild report.html and every chart's PNG from a saved run: run.json and model.npz.
+
+    It reads the folder's run.json and model.npz, and the test set of the run's dataset from the
+    cache of whoever runs it (data_dir, else $BAREPROP_DATA, else the user's cache folder), never from
+    a folder the run.json names; it writes into run_dir alone. A dataset not in that cache is an
+    error unless download=True (progress(file, done, total) then reports the bytes). Any problem is a
+    ReportError (or DataError) of one line."""
+    from ..data.datasets import DATASETS, FILES, dataset_folder, load_dataset
+    from ..data.reading import check_file
+    from ..experiment.config import MAX_RUN_JSON
     from ..experiment.manifest import ManifestError, read_manifest
     from ..experiment.modelfile import ModelFileError, load
-    from ..core.train import History
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ReportError(f"{run_dir}: not a folder")
+    manifest_path = run_dir / "run.json"
+
+    def fail(problem):
+        return ReportError(f"{manifest_path}: {problem}")
+
     try:
-        manifest = read_manifest(run_dir / "run.json")
+        check_file(manifest_path, MAX_RUN_JSON, "a run.json", fail)
+    except OSError:
+        pass  # read_manifest says why it cannot be read
+    try:
+        manifest = read_manifest(manifest_path)
         net = load(run_dir / "model.npz")
     except (ManifestError, ModelFileError) as e:
         raise ReportError(str(e)) from None
+    history = _history(manifest, fail)
+    dataset = manifest["config"].get("dataset", "mnist")
+    if dataset not in DATASETS:
+        raise fail(f"its dataset {dataset!r} is not one this bareprop has ({', '.join(sorted(DATASETS))})")
+    folder = dataset_folder(dataset, data_dir)
+    if not (download or DATASETS[dataset].shipped) and any(not (folder / f).exists() for f in FILES["test"]):
+        raise ReportError(f"the run's dataset {dataset} is not in the cache {folder}: run 'bareprop data download "
+                          f"{dataset}', give the cache that holds it (--data-dir), or let report download it "
+                          "(--download)")
+    X_test, y_test = load_dataset(dataset, "test", data_dir=data_dir, offline=None if download else True,
+                                  progress=progress)
+    if net.sizes[0] != X_test.shape[1] or net.num_classes != len(DATASETS[dataset].classes):
+        raise ReportError(f"{run_dir / 'model.npz'}: the model maps {net.sizes[0]} inputs to {net.num_classes} "
+                          f"classes; {dataset}, the run's dataset, needs {X_test.shape[1]} to "
+                          f"{len(DATASETS[dataset].classes)}")
+    return write_report(run_dir, net, history, manifest, X_test, y_test)
+
+
+def _history(manifest, fail):
+    """The History of run.json's "history", after checking everything the page shows: a damaged
+    run.json is a one-line error, not a traceback."""
+    from ..core.train import History
+
     missing = [key for key in ("seed", "versions", "history", "seconds") if key not in manifest]
-    if missing or not isinstance(manifest["history"], dict) or "epoch" not in manifest["history"]:
-        raise ReportError(f"{run_dir / 'run.json'}: the manifest has no {', '.join(missing) or 'history of epochs'}")
-    config = manifest["config"]
-    X_test, y_test = load_dataset(config.get("dataset", "mnist"), "test", data_dir=config.get("data_dir"))
-    return write_report(run_dir, net, History.from_dict(manifest["history"]), manifest, X_test, y_test)
+    h = manifest.get("history")
+    if missing or not isinstance(h, dict) or not isinstance(h.get("epoch"), list):
+        raise fail(f"the manifest has no {', '.join(missing) or 'history of epochs'}")
+    versions = manifest["versions"]
+    if not (isinstance(versions, dict)
+            and all(isinstance(versions.get(k), str) for k in ("python", "numpy", "bareprop"))):
+        raise fail("its \"versions\" are not the python, numpy and bareprop versions, as strings")
+    if not _is_number(manifest["seconds"]):
+        raise fail(f"its \"seconds\" is {manifest['seconds']!r}, not a number")
+    n = len(h["epoch"])
+    if not all(isinstance(e, int) and not isinstance(e, bool) for e in h["epoch"]):
+        raise fail("its history.epoch is not a list of epoch numbers")
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds", "weight_norm", "grad_norm"):
+        values = h.get(key, [])
+        per_layer = key in ("weight_norm", "grad_norm")  # a list of numbers per epoch
+        ok = isinstance(values, list) and len(values) in (0, n) and all(
+            isinstance(v, list) and all(_is_number(x) or x is None for x in v) if per_layer
+            else _is_number(v) or v is None for v in values)
+        if not ok:
+            raise fail(f"its history.{key} is not a list of {n} {'lists of numbers' if per_layer else 'numbers'} "
+                       "(one per epoch)")
+    return History.from_dict(h)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def write_report(out, net, history, manifest, X_test, y_test, *, pngs=None):
