@@ -148,3 +148,17 @@ def test_a_model_of_the_wrong_shape_is_a_one_line_error(tmp_path, capsys, comman
     assert main([command, str(model), *images]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == f"bareprop: error: {model}: {message}\n"
+
+
+def test_an_output_folder_holding_a_run_is_refused_unless_overwritten(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["train", "--epochs", "1", "--hidden", "8", "--no-plot", "--quiet", "--output", str(out)]
+    assert main(argv) == 0
+    first = (out / "model.npz").read_bytes()
+    assert main([*argv, "--seed", "1"]) == 2
+    assert capsys.readouterr().err == (f"bareprop: error: output folder {out} already holds a run: choose another "
+                                       "folder, or overwrite it (--overwrite)\n")
+    assert (out / "model.npz").read_bytes() == first
+    assert main([*argv, "--seed", "1", "--overwrite"]) == 0
+    assert manifest_of(out)["seed"] == 1 and manifest_of(out)["status"] == "complete"
+    assert (out / "model.npz").read_bytes() != first

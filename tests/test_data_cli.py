@@ -154,7 +154,7 @@ def test_train_on_fashion_mnist_end_to_end(server, tmp_path, capsys, monkeypatch
     assert printed[0].startswith("epoch: 0 | correct: ") and str(out.resolve()) in printed[-1]
 
     monkeypatch.setattr(socket.socket, "connect", lambda *a: pytest.fail("a connection was opened"))
-    assert main([*args, "--offline"]) == 0  # from the cache, verified, no network
+    assert main([*args, "--offline", "--overwrite"]) == 0  # from the cache, verified, no network
     assert len(server.hits) == 4
 
 

@@ -28,7 +28,7 @@ SIZES, LR, BATCH = (784, 32, 10), 0.001, 64
 @pytest.fixture(scope="module")
 def mnist(mnist):
     """The session's uint8 MNIST (conftest.py) as float32 in [0, 1], as load_mnist gives it."""
-    return tuple((as_inputs(X, np.dtype(np.float32)), y) for X, y in mnist)
+    return tuple((as_inputs(X, np.dtype(np.float32)), y.copy()) for X, y in mnist)  # torch wants writable arrays
 
 
 @pytest.fixture(autouse=True)

@@ -8,12 +8,13 @@ from .core.layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from .core.losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, sigmoid, softmax
 from .core.net import NeuralNet, Sequential, one_hot
 from .core.optim import SGD, Adam, AdamW, CosineDecay, LinearWarmup, StepDecay
-from .core.train import History, train
+from .core.train import History, TrainingDiverged, train
 from .check.gradcheck import GradcheckResult, TensorCheck, gradcheck, torch_check
 from .data import (DATASETS, DataError, Dataset, IDXError, download_dataset, import_dataset, load_dataset,
                    load_mnist, read_idx, verify_dataset)
 from .data.digits import ImageError, mnist_digit, read_digit
 from .experiment import ConfigError, RunConfig, RunResult, run
+from .experiment.runner import RunInterrupted, resume_run
 from .experiment.modelfile import ModelFileError, load, save
 from .report.metrics import confusion_matrix, per_class_accuracy
 from .report.draw import write_draw_page
@@ -44,6 +45,7 @@ __all__ = [
     "ReLU",
     "ReportError",
     "RunConfig",
+    "RunInterrupted",
     "RunResult",
     "SGD",
     "Sequential",
@@ -53,6 +55,7 @@ __all__ = [
     "StepDecay",
     "Tanh",
     "TensorCheck",
+    "TrainingDiverged",
     "build_report",
     "confusion_matrix",
     "download_dataset",
@@ -68,6 +71,7 @@ __all__ = [
     "per_class_accuracy",
     "read_digit",
     "read_idx",
+    "resume_run",
     "run",
     "save",
     "sigmoid",

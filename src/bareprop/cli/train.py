@@ -1,16 +1,17 @@
 """`bareprop train`: flags -> a RunConfig -> bareprop.run, with a progress display; prints the result.
 
 The run itself (data, net, optimizer, training, model.npz, run.json, the report) is the library's:
-experiment/runner.py. Bad settings are ConfigErrors, which main() prints as one line with exit code 2.
+experiment/runner.py. Bad settings are ConfigErrors, which main() prints as one line with exit code 2;
+a run that diverged is exit code 3, one interrupted 130 (main.py).
 """
 
 import argparse
-import contextlib
+import os
 from dataclasses import fields, replace
 
 from ..data.datasets import DATASETS
 from ..experiment.config import (ACTIVATION, HIDDEN, INIT, INPUTS, OPTIMIZERS, PATHS, SCHEDULES, RunConfig)
-from ..experiment.runner import load_data, run
+from ..experiment.runner import load_data, resume_config, run
 from .args import UsageError, fraction, non_negative, positive, widths
 from .data import download_progress
 from .progress import TrainDisplay
@@ -36,7 +37,14 @@ def add_train_parser(commands):
     train.add_argument("--seed", type=non_negative(int),
                        help=f"seed of the one generator for weights and shuffling (default {d.seed})")
     train.add_argument("--output", metavar="DIR",
-                       help="folder for model.npz, run.json and the report (default: runs/<date>-<time>)")
+                       help="folder for model.npz, run.json and the report, new or empty (default: "
+                       "runs/<date>-<time>, with -2, -3, ... if that exists)")
+    train.add_argument("--overwrite", action="store_true", default=False,
+                       help="let --output hold an earlier run: its files are deleted once the settings have "
+                       "passed their checks (a folder holding anything else is still refused)")
+    train.add_argument("--resume", metavar="RUN_DIR", default=None,
+                       help="continue the interrupted run in RUN_DIR from its last epoch, with its own settings; "
+                       "it ends exactly as if it had never stopped")
     train.add_argument("--no-plot", dest="plot", action="store_false",
                        help="skip the report (run.json and model.npz are still written; `bareprop report` can "
                        "build it later)")
@@ -103,17 +111,32 @@ def run_config(args):
     return replace(base, **given)
 
 
+def resumed_config(args):
+    """--resume RUN_DIR: the run's own settings; only where the data is (and what is shown) may be given."""
+    given = sorted(name for name in vars(args) if name in SETTINGS and name not in ("data_dir", "offline"))
+    given += [name for name in ("config_file", "overwrite") if getattr(args, name)]
+    if given:
+        flags = [{"config_file": "config", "plot": "no-plot"}.get(name, name).replace("_", "-") for name in given]
+        raise UsageError(f"--resume continues a run with its own settings: drop --{', --'.join(flags)}")
+    return resume_config(args.resume, data_dir=getattr(args, "data_dir", None), offline=getattr(args, "offline", False))
+
+
 def run_train(args):
-    config = run_config(args)
-    with _open_log(args.log_json) as log:
+    config = resumed_config(args) if args.resume is not None else run_config(args)
+    log = JsonLog(args.log_json, append=args.resume is not None)  # checked now, emptied once the run starts
+    try:
         with download_progress() as progress:
             data = load_data(config, progress=progress)
         writing = "model.npz, run.json and report.html" if config.plot else "model.npz and run.json"
         display = TrainDisplay(epochs=config.epochs, examples=len(data[0]), batch_size=config.batch_size,
-                               quiet=args.quiet, log_json=log, finishing=f"writing {writing}...")
+                               quiet=args.quiet, log_json=log if args.log_json else None,
+                               finishing=f"writing {writing}...")
         with display:
             result = run(config, data=data, on_epoch=display.on_epoch,
-                         on_batch=display.on_batch if display.live else None)  # no bar: no per-batch hook
+                         on_batch=display.on_batch if display.live else None,  # no bar: no per-batch hook
+                         overwrite=args.overwrite, resume=args.resume is not None)
+    finally:
+        log.close()
     print(final_line(result))
 
 
@@ -124,11 +147,35 @@ def final_line(result):
             f"results in {result.out.resolve()}")
 
 
-def _open_log(path):
-    """Open the --log-json file before any training, so a bad path fails at once (a context manager)."""
-    if path is None:
-        return contextlib.nullcontext()
-    try:
-        return open(path, "w", encoding="utf-8")
-    except OSError as e:
-        raise UsageError(f"cannot write the JSON log {path}: {e.strerror or e}") from None
+class JsonLog:
+    """The --log-json file. A path that cannot be written fails at once, before any training, but the
+    file is not touched (an earlier log is not emptied) until the first epoch's line is written: by
+    then every setting and the output folder have passed their checks. With --resume, lines are appended."""
+
+    def __init__(self, path, *, append=False):
+        self.path, self.mode, self.file = path, "a" if append else "w", None
+        if path is not None:
+            try:
+                if os.path.exists(path):
+                    open(path, "a", encoding="utf-8").close()  # writable? ("a" changes nothing)
+                else:
+                    open(path, "x", encoding="utf-8").close()
+                    os.unlink(path)
+            except OSError as e:
+                raise UsageError(f"cannot write the JSON log {path}: {e.strerror or e}") from None
+
+    def write(self, text):
+        if self.file is None:
+            try:
+                self.file = open(self.path, self.mode, encoding="utf-8")
+            except OSError as e:
+                raise UsageError(f"cannot write the JSON log {self.path}: {e.strerror or e}") from None
+        self.file.write(text)
+
+    def flush(self):
+        if self.file is not None:
+            self.file.flush()
+
+    def close(self):
+        if self.file is not None:
+            self.file.close()

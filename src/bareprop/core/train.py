@@ -3,6 +3,7 @@
 Glossary: N examples, B batch size, I inputs, K classes.
 """
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +36,16 @@ class History:
         return cls(**lists, path=d.get("path", "readable"), threads=d.get("threads", 1))
 
 
+class TrainingDiverged(ArithmeticError):
+    """The loss, a weight or a gradient stopped being a finite number at `epoch` (from 0) and `step`
+    (the batch of that epoch, from 0; None when found at the epoch's end): nothing after it can be trusted."""
+
+    def __init__(self, epoch, step, what, hint="try a lower learning rate"):
+        where = f"epoch {epoch}, step {step}" if step is not None else f"the end of epoch {epoch}"
+        super().__init__(f"training diverged at {where} ({what}): {hint}")
+        self.epoch, self.step, self.what = epoch, step, what
+
+
 def batches(order, batch_size):
     """The epoch's batches: consecutive slices of `order` (a permutation); the last may be smaller."""
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -48,10 +59,11 @@ def gradient_norms(grads, batch_size, loss):
 
 
 def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=None, y_test=None,
-          on_epoch=None, on_batch=None, path="auto", threads=1):
+          on_epoch=None, on_batch=None, path="auto", threads=1, resume=None, on_checkpoint=None):
     """Train `net` on minibatches, reshuffled every epoch by `rng`, and return its History.
 
-    X is (N, I) floats, or uint8 pixel values 0..255, scaled to [0, 1] batch by batch.
+    X is (N, I) finite floats, or uint8 pixel values 0..255, scaled to [0, 1] batch by batch (other
+    integers are refused: int64 pixel values would not be scaled).
     `optimizer` is any optimizer from bareprop.optim, stepped once per batch (a schedule counts
     batches); without one, the post's plain SGD with the net's lr. After each epoch the test set,
     if given, is scored without touching training state, and on_epoch(history), if given, is called.
@@ -65,22 +77,32 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
     SGD at a constant lr) and is an error for others; "auto" takes the kernel where it applies.
     threads: the threads the kernel and BLAS may use (1 by default: robust on a busy machine).
     The kernel gives the same numbers on any number of threads; BLAS may round differently.
+
+    A loss, weight or gradient that is not a finite number raises TrainingDiverged: the readable loop
+    checks each batch's loss, both paths every epoch's figures. on_checkpoint(history, state), if given,
+    is called after each epoch, before on_epoch, with the optimizer state; resume=(history, state), as
+    it got them, continues from there (with the net's weights and rng's state as they were then): the
+    same numbers as if train() had never stopped. `epochs` counts the epochs of `history` too.
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
     X, y = np.asarray(X), np.asarray(y)
     net.check_inputs(X, y)
+    _check_values("X", X)
     if len(X) == 0:
         raise ValueError(f"train: no training examples (X has shape {X.shape})")
     if X_test is not None:
         X_test, y_test = np.asarray(X_test), np.asarray(y_test)
         net.check_inputs(X_test, y_test)
+        _check_values("X_test", X_test)
     optimizer = optimizer if optimizer is not None else SGD(net.lr)  # the post's plain step
     fast = _fast_path(net, batch_size, optimizer, path, threads)  # None: the readable loop below
     state = optimizer.init(net.params())
     history = History(path="readable" if fast is None else fast.name, threads=threads)
+    if resume is not None:
+        history, state = resume  # the epochs done, and the optimizer's state after them
     with _thread_limit(threads):
-        for epoch in range(epochs):
+        for epoch in range(len(history.epoch), epochs):
             start = time.perf_counter()
             order = rng.permutation(len(X))  # (N,) the epoch's examples in a fresh random order
             n_batches = -(-len(X) // batch_size)
@@ -91,6 +113,8 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
                 loss, correct = 0.0, 0.0
                 for i, idx in enumerate(batches(order, batch_size)):
                     _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])  # forward, keeping what backprop needs
+                    if not math.isfinite(batch_loss):
+                        raise TrainingDiverged(epoch, i, f"the loss is {batch_loss}")
                     grads = net.backprop()  # backward: dLoss/dW of every weighted layer
                     state = optimizer.step(net.params(), grads, state)  # update: W -= lr * dW for plain SGD
                     if i == 0:  # for the report: the gradients this step formed anyway
@@ -99,19 +123,43 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
                     loss += batch_loss / n_batches
                     if hook is not None:
                         hook(i, lambda done=(i + 1) / n_batches: (loss / done, correct / done))
+            weight_norm = [float(np.linalg.norm(W)) for W in net.params()]  # NaN or inf if any weight is
+            what = _not_finite(loss, weight_norm, grad_norm)  # the kernel's check (once an epoch) and the last step's
+            if what:
+                raise TrainingDiverged(epoch, None, what)
             history.seconds.append(time.perf_counter() - start)
             history.epoch.append(epoch)
             history.train_loss.append(float(loss))
             history.train_acc.append(float(correct))
-            history.weight_norm.append([float(np.linalg.norm(W)) for W in net.params()])
+            history.weight_norm.append(weight_norm)
             history.grad_norm.append(grad_norm)
             if X_test is not None:
                 test_acc, test_loss = (fast or net).score(X_test, y_test)
                 history.test_acc.append(test_acc)
                 history.test_loss.append(test_loss)
+            if on_checkpoint is not None:
+                on_checkpoint(history, state)
             if on_epoch is not None:
                 on_epoch(history)
     return history
+
+
+def _not_finite(loss, weight_norm, grad_norm):
+    """What of an epoch's figures is not a finite number ('' if all are)."""
+    if not math.isfinite(loss):
+        return f"the loss is {loss}"
+    if not all(map(math.isfinite, weight_norm)):
+        return "a weight is not a finite number"
+    return "" if all(map(math.isfinite, grad_norm)) else "a gradient is not a finite number"
+
+
+def _check_values(name, X):
+    """uint8 pixels, or floats that are all finite (min and max: no copy); other integers are refused."""
+    if X.dtype.kind in "iu" and X.dtype != np.uint8:
+        raise ValueError(f"train: {name} is {X.dtype}; give uint8 pixel values 0..255 (scaled to [0, 1]) "
+                         f"or floats (e.g. {name}.astype(np.uint8) for 0..255 pixels)")
+    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+        raise ValueError(f"train: {name} holds NaN or infinite values")
 
 
 def _fast_path(net, batch_size, optimizer, path, threads):

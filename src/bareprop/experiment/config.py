@@ -95,24 +95,64 @@ class RunConfig:
         return d
 
     @classmethod
-    def from_run_json(cls, path):
-        """The settings of the run that wrote `path` (a run.json), to repeat it number for number.
-        Where it wrote and found its data (output, data_dir, offline) are left at their defaults.
-        Any problem is a ConfigError naming the file."""
+    def from_run_json(cls, path, *, data_dir=None):
+        """The settings of the run that wrote `path` (a run.json, or the run folder holding it), to
+        repeat it number for number. Where it wrote and found its data (output, data_dir, offline)
+        are left at their defaults. A setting the file lacks takes its default (files written before
+        the setting existed); null only where RunConfig takes None (hidden, layers, momentum,
+        weight_decay, output, data_dir). The dataset files it records (SHA-256s) must be the ones a
+        repeat would train on, in `data_dir`'s cache where they are not built in. Any problem is a
+        ConfigError naming the file: one line."""
+        from pathlib import Path
+
+        from ..data.reading import check_file
         from .manifest import ManifestError, read_manifest
 
+        path = Path(path)
+        if path.is_dir() and (path / "run.json").exists():
+            path = path / "run.json"
         try:
-            recorded = read_manifest(path)["config"]
+            check_file(path, MAX_RUN_JSON, "a run.json", lambda problem: ConfigError(f"{path}: {problem}"))
+        except OSError:
+            pass  # read_manifest says why it cannot be read
+        try:
+            manifest = read_manifest(path)
         except ManifestError as e:
             raise ConfigError(str(e)) from None
+        recorded = manifest["config"]
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(recorded) - known - set(SHOWN))
         if unknown:
             raise ConfigError(f"{path}: unknown setting{'s' * (len(unknown) > 1)} {', '.join(unknown)}")
         try:
-            return cls(**{k: v for k, v in recorded.items() if k in known and k not in NOT_REPEATED})
+            config = cls(**{k: v for k, v in recorded.items() if k in known and k not in NOT_REPEATED})
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
+        _check_replay_data(path, manifest.get("data"), config.dataset, data_dir)
+        return config
+
+
+MAX_RUN_JSON = 10 * 2**20  # the largest run.json read (10 MiB; a 100-epoch run's is about 60 kB)
+
+
+def _check_replay_data(path, recorded, dataset, data_dir):
+    """The run.json's "data" (dataset file -> SHA-256 of its payload) against the files a repeat would
+    train on: the SHA-256s built into bareprop (mnist) or recorded by the cache when it accepted the
+    files. A dataset not in the cache yet is pinned by its official MD5s when it is downloaded.
+    Older run.json files record no "data": nothing to check."""
+    from .manifest import dataset_sha256
+
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not all(isinstance(v, str) for v in recorded.values()):
+        raise ConfigError(f"{path}: its \"data\" is not a map of dataset files to SHA-256s")
+    here = dataset_sha256(dataset, data_dir)
+    for file, sha256 in sorted(recorded.items()):
+        if not file.startswith(f"{dataset}/"):
+            raise ConfigError(f"{path}: records the data file {file}, which is not one of {dataset}'s")
+        if file in here and here[file] != sha256:
+            raise ConfigError(f"{path}: the run trained on {file} with SHA-256 {sha256}, but the {file} a repeat "
+                              f"would train on has SHA-256 {here[file]}")
 
 
 # --- the checks: one line each, naming the setting -------------------------------------------

@@ -9,6 +9,11 @@
     data              the SHA-256 of each dataset file (the decompressed payload, checked on load)
     history           per-epoch metrics and timings (History.to_dict())
     seconds           wall-clock seconds of the run: building the net and training
+    status            "complete"; while it trains "running"; "interrupted" (Ctrl-C, SIGTERM, an error) or
+                      "diverged" (a loss or weight not finite; with "diverged": {"epoch", "step", "what"})
+                      if it stopped early; such a folder's history, model.npz and checkpoint.npz hold
+                      the epochs done (see runner.py and docs/reliability.md)
+    epochs_done       the epochs in history
 
 It is strict JSON: a figure that is not finite (a loss that diverged) is written as null.
 """
@@ -36,9 +41,10 @@ def dataset_sha256(name, data_dir=None):
     return {f"{ds.name}/{file.removesuffix('.gz')}": sha for file, sha in sorted({**recorded, **ds.sha256}.items())}
 
 
-def build_manifest(config, history, seconds, data, kernel_isa=None):
-    """The manifest of a finished run, as a JSON-able dict. `config` is a dict holding "seed";
-    `data` the dataset's SHA-256s (dataset_sha256); kernel_isa that of the kernel, if it ran."""
+def build_manifest(config, history, seconds, data, kernel_isa=None, status="complete"):
+    """The manifest of a run (finished unless `status` says otherwise), as a JSON-able dict. `config`
+    is a dict holding "seed"; `data` the dataset's SHA-256s (dataset_sha256); kernel_isa that of the
+    kernel, if it ran."""
     import numpy as np
 
     from .. import __version__
@@ -55,6 +61,8 @@ def build_manifest(config, history, seconds, data, kernel_isa=None):
         "data": data,
         "history": history.to_dict(),
         "seconds": seconds,
+        "status": status,
+        "epochs_done": len(history.epoch),
     }
 
 
