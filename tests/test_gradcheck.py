@@ -305,3 +305,63 @@ def test_a_loss_without_a_reduction_attribute_is_checked_as_a_batch_sum():
     Y = one_hot(np.array([0, 2, 1]), 3, np.float64)
     result = gradcheck(PostLoss(), (3, 3), targets=Y)
     assert result.ok, result.message
+
+
+def test_compare_at_the_edges_of_its_bound():
+    """An element passes when |got - expected| <= atol + rtol * max(|got|, |expected|): exactly at the
+    bound passes, twice it fails; the relative error is 0 where both sides are 0; empty tensors agree;
+    a shape mismatch fails with infinite errors and says so."""
+    from bareprop.check.gradcheck import TensorCheck, _compare
+
+    assert _compare("dX", np.array([0.0, 0.0]), np.array([0.5, 0.0]), rtol=0.0, atol=0.5).ok
+    assert not _compare("dX", np.array([0.0]), np.array([1.0]), rtol=0.0, atol=0.5).ok
+    assert not _compare("dX", np.array([2.0]), np.array([1.0]), rtol=0.0, atol=0.5).ok  # a single element too
+    check = _compare("dW", np.array([[0.0, 1.0]]), np.array([[0.0, 1.25]]), rtol=0.5, atol=0.0)
+    assert check == TensorCheck("dW", 0.25, 0.2, True, (0, 1), 1.0, 1.25)
+    assert _compare("dX", np.zeros((0, 3)), np.zeros((0, 3)), rtol=0.0, atol=0.0) == TensorCheck("dX", 0.0, 0.0, True)
+    assert _compare("out", np.zeros(2), np.zeros(3), rtol=1.0, atol=1.0) == TensorCheck(
+        "out", float("inf"), float("inf"), False, problem="shape (2,), expected (3,)")
+
+
+def test_inputs_given_as_integers_are_checked_as_floats():
+    """An integer array (or integer targets) is copied to float64 before the finite differences nudge it."""
+    X = np.array([[1, -2, 3], [2, 1, -1]])  # int64
+    Y = np.array([[0, 1, 0], [1, 0, 0]])  # int64 one-hot
+    assert gradcheck(Linear(3, 2, rng=rng()), X).ok
+    assert gradcheck(SoftmaxCrossEntropy(), X, targets=Y).ok
+    assert torch_check(SoftmaxCrossEntropy(), X, targets=Y).ok
+    assert X.dtype == np.int64 and X[0, 1] == -2  # the caller's array as it was
+
+
+def test_a_drawn_input_is_the_generators_normal_draws_kept_off_zero():
+    """inputs=(B, I) draws X from the generator (the first draw), every element at least 1e-3 from 0."""
+    seen = []
+
+    class Spy(ReLU):
+        def __call__(self, X):
+            seen.append(X.copy())
+            return super().__call__(X)
+
+    gradcheck(Spy(), (40, 25), rng=np.random.default_rng(0))
+    drawn, X = np.random.default_rng(0).normal(size=(40, 25)), seen[0]
+    far = np.abs(drawn) >= 1e-3
+    assert (~far).sum() == 1 and np.all(np.abs(X) >= 1e-3)  # of these 1,000 draws one was near 0, and was moved
+    np.testing.assert_array_equal(X[far], drawn[far])
+
+
+def test_integer_arrays_a_layer_holds_stay_integers():
+    """Only floating-point arrays are cast to float64 for the check: a layer's index array still indexes."""
+    class Reverse:
+        def __init__(self, width):
+            self.order = np.arange(width)[::-1]  # (I,) int
+
+        def __repr__(self):
+            return "Reverse()"
+
+        def __call__(self, X):  # (B, I) -> (B, I)
+            return X[:, self.order]
+
+        def bp_input(self, grad):  # (B, I) -> (B, I)
+            return grad[:, np.argsort(self.order)]
+
+    assert gradcheck(Reverse(4), (3, 4)).ok

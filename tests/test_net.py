@@ -98,3 +98,18 @@ def test_training_learns_a_separable_problem():
     h = train(net, X, y, epochs=5, batch_size=32, rng=r, X_test=X, y_test=y)
     assert h.train_loss[-1] < h.train_loss[0]
     assert h.test_acc[-1] > 0.95
+
+
+def test_history_round_trips_through_a_dict_and_reads_older_records():
+    """run.json keeps a History as a dict: every field comes back, and a record from before a field
+    existed (no test set, no path or threads) reads with the defaults instead of failing."""
+    from bareprop.core.train import History
+
+    r = np.random.default_rng(0)
+    X, y = small_data(r)
+    history = train(NeuralNet((6, 5, 3), rng=r), X, y, epochs=2, batch_size=16, rng=r, X_test=X, y_test=y,
+                    path="kernel", threads=2)
+    assert History.from_dict(history.to_dict()) == history and history.path == "kernel" and history.threads == 2
+    old = {"epoch": [0], "train_loss": [1.5], "train_acc": [0.5]}
+    assert History.from_dict(old) == History(epoch=[0], train_loss=[1.5], train_acc=[0.5])
+    assert History.from_dict(old).path == "readable" and History.from_dict(old).threads == 1
