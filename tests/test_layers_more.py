@@ -222,3 +222,23 @@ def test_leaky_relu_at_exactly_zero_takes_the_slope_as_pytorch_does():
     Xt = torch.tensor(X, requires_grad=True)
     torch.nn.functional.leaky_relu(Xt, 0.1).backward(torch.tensor(grad))
     np.testing.assert_array_equal(layer.bp_input(grad), Xt.grad.numpy())
+
+
+def test_dropout_of_zero_is_allowed_and_keeps_everything():
+    """The bound at its boundary: p_drop = 0 is a layer (the identity, in training too)."""
+    X = np.random.default_rng(1).normal(size=(4, 6)).astype(np.float32)
+    layer = Dropout(0.0, rng=np.random.default_rng(2))
+    np.testing.assert_array_equal(layer(X), X)
+
+
+@pytest.mark.parametrize("loss", [SoftmaxCrossEntropy(reduction="mean"), MSE(reduction="mean"),
+                                  SigmoidBinaryCrossEntropy()], ids=repr)
+def test_a_losss_reduction_survives_the_model_file(loss, tmp_path):
+    """A net saved with a mean-reduced loss loads with it (the spec records a reduction other than the
+    post's sum), so a loaded net trains as the saved one did."""
+    import bareprop as bp
+
+    net = bp.Sequential([Linear(4, 3, rng=np.random.default_rng(0))], loss=loss)
+    bp.save(net, tmp_path / "m.npz")
+    again = bp.load(tmp_path / "m.npz")
+    assert type(again.loss) is type(loss) and again.loss.reduction == loss.reduction

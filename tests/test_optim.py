@@ -274,3 +274,13 @@ def test_a_one_step_cosine_is_allowed_and_ends_at_min_lr():
 def test_repr_is_the_call_that_makes_it(optimizer):
     again = eval(repr(optimizer), {type(optimizer).__name__: type(optimizer)})
     assert type(again) is type(optimizer) and vars(again) == vars(optimizer)
+
+
+def test_step_decays_default_is_torchs():
+    """StepDecay's default gamma is torch.optim.lr_scheduler.StepLR's, 0.1."""
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    theirs = torch.optim.lr_scheduler.StepLR(opt, step_size=2)
+    for _ in range(4):
+        opt.step()
+        theirs.step()
+    assert StepDecay(1.0, step_size=2)(4) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
