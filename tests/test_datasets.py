@@ -536,3 +536,140 @@ def test_a_manifest_that_is_a_fifo_is_no_manifest_and_never_waited_on(server, ro
     thread.start()
     thread.join(20)
     assert not thread.is_alive() and loaded[0][0].shape == (12, 784)
+
+
+# ---- import: each refusal names the path, the cache unchanged; a re-import replaces ------------------
+
+def write_folder(folder, files):
+    folder.mkdir(parents=True, exist_ok=True)
+    for f, data in files.items():
+        (folder / f).write_bytes(data)
+    return folder
+
+
+def refused(action, root):
+    """The one-line message of the DataError `action` raises; the cache must be as it was."""
+    before = snapshot(root)
+    with pytest.raises(DataError) as e:
+        action()
+    assert snapshot(root) == before
+    return str(e.value)
+
+
+def test_import_errors_name_the_path_and_what_is_wrong(tmp_path, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files)
+    source = write_folder(tmp_path / "downloads", files)
+    bad = tmp_path / "bad"
+
+    def importing(folder):
+        return lambda: import_dataset(ds, folder, data_dir=root)
+
+    assert refused(importing(tmp_path / "nowhere"), root) == f"{tmp_path / 'nowhere'}: not a folder"
+    assert refused(importing(source / IMAGES), root) == f"{source / IMAGES}: not a folder"
+
+    write_folder(bad, files)
+    (bad / LABELS).unlink()
+    (bad / LABELS).mkdir()
+    assert refused(importing(bad), root) == f"{bad / LABELS}: is a folder, expected a file"
+
+    (bad / LABELS).rmdir()
+    write_folder(bad, {**files, IMAGES: files[IMAGES][:-100]})
+    assert refused(importing(bad), root) == (
+        f"{bad / IMAGES}: truncated gzip stream (the file ends before the compressed data does)")
+
+    other = gzip.compress(altered(payloads[LABELS]), mtime=0)  # a valid gzip of a file that is not the official one
+    write_folder(bad, {**files, LABELS: other})
+    assert refused(importing(bad), root) == (
+        f"{bad / LABELS}: MD5 of the .gz is {hashlib.md5(other).hexdigest()}, expected {ds.md5[LABELS]} "
+        "(the official file's)")
+
+
+def test_import_names_the_source_file_whose_contents_are_refused(tmp_path, root):
+    """A file with the official MD5 whose labels do not fit the classes: the file named is the one the user gave."""
+    files = gz({**tiny_payloads(), LABELS: labels_file([0, 1, 2, 0, 1, 2, 0, 7, 2, 0, 1, 2])})
+    source = write_folder(tmp_path / "downloads", files)
+    message = refused(lambda: import_dataset(tiny_dataset(files), source, data_dir=root), root)
+    assert message == f"{source / LABELS}: label 7 at index 7 is outside the 3 classes of tiny (0-2)"
+
+
+def test_import_refuses_a_gzip_bomb_by_what_it_would_inflate_to(tmp_path, root, monkeypatch):
+    """A small .gz that inflates past the cap is refused as such (unread beyond it), not inflated whole
+    and then found to have the wrong MD5. The 256 MiB cap is made 1 MiB here, so the bomb is small."""
+    import bareprop.data.datasets as datasets
+
+    monkeypatch.setattr(datasets, "MAX_PAYLOAD", 2**20)
+    files = gz(tiny_payloads())
+    source = write_folder(tmp_path / "downloads", {**files, IMAGES: gzip.compress(bytes(2**21))})  # 2 MiB in 2 kB
+    message = refused(lambda: import_dataset(tiny_dataset(files), source, data_dir=root), root)
+    assert message == f"{source / IMAGES}: decompresses to more than 1048576 bytes"
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="file size limits are POSIX")
+def test_import_into_a_full_cache_is_one_line_with_the_os_reason(tmp_path, root):
+    """The disk filling up while a file is copied in (here: a 1000-byte file size limit, RLIMIT_FSIZE)."""
+    import resource
+    import signal
+
+    files = gz(tiny_payloads())
+    source = write_folder(tmp_path / "downloads", files)
+    (root / "tiny").mkdir(parents=True)
+    before = snapshot(root)
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no signal
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
+    try:
+        with pytest.raises(DataError) as e:
+            import_dataset(tiny_dataset(files), source, data_dir=root)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+    assert str(e.value) == f"cannot write to the cache folder {root / 'tiny'}: File too large"
+    assert snapshot(root) == before
+
+
+def test_import_replaces_the_files_the_cache_holds(tmp_path, root):
+    """The publisher's files changed (new official MD5s) while the cache's manifest vouches for the old
+    ones: importing the new files replaces the old, which a download would keep as valid."""
+    old, new = gz(tiny_payloads(seed=0)), gz(tiny_payloads(seed=1))
+    import_dataset(tiny_dataset(old), write_folder(tmp_path / "old", old), data_dir=root)
+    ds = tiny_dataset(new)
+    source = write_folder(tmp_path / "new", new)
+    import_dataset(ds, source, data_dir=root)
+    assert all((root / "tiny" / f).read_bytes() == new[f] for f in ALL_FILES)
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())["files"]
+    assert all(manifest[f]["source"] == f"imported from {(source / f).resolve()}" for f in ALL_FILES)
+    X, _ = load_dataset(ds, "train", data_dir=root, offline=True)
+    images = np.frombuffer(gzip.decompress(new[IMAGES]), np.uint8, offset=16).reshape(12, 784)
+    np.testing.assert_array_equal(X, images / np.float32(255))
+
+
+def test_offline_error_says_where_the_files_come_from(root):
+    """The first mirror, or the publisher when bareprop knows no mirror."""
+    files = gz(tiny_payloads())
+    for mirrors, origin in [(["http://127.0.0.1:9/first/", "http://127.0.0.1:9/second/"], "http://127.0.0.1:9/first/"),
+                            ([], "its publisher")]:
+        ds = tiny_dataset(files, mirrors)
+        assert refused(lambda: load_dataset(ds, "train", data_dir=root, offline=True), root) == (
+            "tiny is not in the cache and downloads are off (--offline or BAREPROP_OFFLINE=1): "
+            f"put {', '.join(ALL_FILES)} into {root / 'tiny'} (from {origin}), "
+            "or run 'bareprop data import tiny DIR' on a folder that holds them")
+
+
+def test_load_folder_checks_a_datasets_files_against_their_official_md5(tmp_path):
+    """load_folder on a dataset with no SHA-256 known in advance (not mnist): the MD5s of the .gz decide."""
+    from bareprop.data.datasets import load_folder
+
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files)
+    folder = write_folder(tmp_path / "files", files)
+    X, y = load_folder(ds, "train", folder)
+    assert X.dtype == np.float32 and X.shape == (12, 784) and y.tolist() == [i % 3 for i in range(12)]
+    other = gzip.compress(altered(payloads[LABELS]), mtime=0)
+    (folder / LABELS).write_bytes(other)
+    with pytest.raises(DataError) as e:
+        load_folder(ds, "train", folder)
+    assert str(e.value) == (f"{folder / LABELS}: MD5 of the .gz is {hashlib.md5(other).hexdigest()}, "
+                            f"expected {ds.md5[LABELS]} (the official file's)")

@@ -8,7 +8,7 @@ from PIL import Image, ImageDraw
 
 import bareprop as bp
 from bareprop.cli import main
-from bareprop.data.digits import ImageError, mnist_digit, read_digit
+from bareprop.data.digits import ImageError, _greyscale, mnist_digit, read_digit
 
 # Strokes of a few digits, in fractions of a square canvas: (kind, (x0, y0, x1, y1)).
 STROKES = {
@@ -220,3 +220,295 @@ def test_a_16_bit_greyscale_png_reads_as_its_8_bit_picture(tmp_path):
     x16, x8 = read_digit(tmp_path / "sixteen.png"), read_digit(tmp_path / "eight.png")
     assert x16.max() == 1 and (x16 > 0.5).sum() > 40
     np.testing.assert_allclose(x16, x8, atol=1e-6)
+
+
+# --- transparency: a transparent background becomes the opposite of the ink --------------------------
+
+DARK_INK, LIGHT_INK = (20, 30, 90), (250, 240, 120)  # dark blue ink; pale yellow chalk
+
+
+def luminance(rgb):
+    """ITU-R 601 luma, the weights of Pillow's "L" conversion."""
+    return 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+
+
+def coverage(digit, side=48):
+    """How much of each pixel the digit's strokes cover, (side, side) in [0, 1], multiples of 1/255:
+    drawn at 4x and averaged down, so the strokes' edges are fractions, as in any anti-aliased drawing."""
+    big = draw(digit, 4 * side, 4 * side).convert("L")  # black on white
+    return (255 - np.asarray(big.resize((side, side), Image.Resampling.BOX), dtype=np.float64)) / 255
+
+
+def on_transparent(mode, c, ink):
+    """`ink` drawn with alpha = coverage `c` on a fully transparent background (stored as transparent
+    black, as editors do); returns the picture and the grey level of its ink."""
+    alpha = Image.fromarray(np.round(c * 255).astype(np.uint8))
+    drawn = c > 0
+    if mode == "RGBA":
+        bands = [Image.fromarray(np.where(drawn, v, 0).astype(np.uint8)) for v in ink]
+        return Image.merge("RGBA", (*bands, alpha)), luminance(ink)
+    if mode == "LA":
+        level = round(luminance(ink))
+        return Image.merge("LA", (Image.fromarray(np.where(drawn, level, 0).astype(np.uint8)), alpha)), level
+    index = Image.fromarray(drawn.astype(np.uint8)).convert("P")  # "PA": palette index 1 is the ink
+    picture = Image.merge("PA", (index, alpha))
+    picture.putpalette([0, 0, 0, *ink])
+    return picture, luminance(ink)
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "LA", "PA"])
+@pytest.mark.parametrize("ink, paper", [(DARK_INK, 255.0), (LIGHT_INK, 0.0)], ids=["dark-ink", "light-ink"])
+def test_ink_on_a_transparent_background_reads_as_the_same_digit_drawn_on_paper(mode, ink, paper):
+    """Dark ink on transparent reads as if drawn on white paper, light ink as if on black, anti-aliased
+    edges (partly transparent pixels) included: the same MNIST input as the opaque picture."""
+    c = coverage(2)
+    picture, level = on_transparent(mode, c, ink)
+    on_paper = level * c + paper * (1 - c)  # (48, 48): the same digit, opaque
+    np.testing.assert_allclose(mnist_digit(_greyscale(picture)), mnist_digit(on_paper), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "P", "I;16"])
+@pytest.mark.parametrize("dark_ink", [True, False], ids=["dark-ink", "light-ink"])
+def test_a_png_with_a_transparent_colour_reads_as_the_same_digit_drawn_on_paper(tmp_path, mode, dark_ink):
+    """A PNG may name one colour transparent (tRNS) instead of storing alpha. Here the paper is stored in
+    the colour a naive reader would take for the opposite (black under dark ink, white under light ink)
+    and declared transparent: the picture reads as the digit drawn on paper."""
+    ink, paper, key = (DARK_INK, 255, 0) if dark_ink else (LIGHT_INK, 0, 255)
+    c = coverage(4)
+    rgb = np.round(np.multiply.outer(c, ink) + paper * (1 - c[..., None]))  # (48, 48, 3) anti-aliased on paper
+    levels = np.round(luminance(np.moveaxis(rgb, -1, 0)))  # (48, 48) its grey levels
+    drawn = c > 0
+    if mode == "RGB":
+        stored = np.where(drawn[..., None], rgb, key).astype(np.uint8)
+        Image.fromarray(stored).save(tmp_path / "t.png", transparency=(key,) * 3)
+        on_paper = np.where(drawn, luminance(np.moveaxis(rgb, -1, 0)), paper)
+    else:
+        stored = np.where(drawn, levels, key)  # (48, 48) grey levels, the paper in the key colour
+        if mode == "L":
+            Image.fromarray(stored.astype(np.uint8)).save(tmp_path / "t.png", transparency=key)
+        elif mode == "I;16":
+            Image.fromarray((stored * 257).astype(np.uint16)).save(tmp_path / "t.png", transparency=key * 257)
+        else:  # a palette of greys, index i = grey level i
+            picture = Image.fromarray(stored.astype(np.uint8)).convert("P")
+            picture.putpalette([v for i in range(256) for v in (i, i, i)])
+            picture.save(tmp_path / "t.png", transparency=key)
+        on_paper = np.where(drawn, levels, paper)
+    with Image.open(tmp_path / "t.png") as image:
+        assert image.mode == mode and "transparency" in image.info
+    np.testing.assert_allclose(read_digit(tmp_path / "t.png"), mnist_digit(on_paper), rtol=0, atol=1e-5)
+
+
+def test_colours_are_weighed_by_itu_r_601_luminance():
+    """Pure red, green and blue ink weigh 0.299, 0.587 and 0.114 of white, with or without alpha, as
+    Pillow's own greyscale (used for opaque pictures) weighs them."""
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)]
+    rgba = Image.new("RGBA", (4, 1))
+    rgba.putdata([(*rgb, 255) for rgb in colours])
+    np.testing.assert_allclose(_greyscale(rgba)[0], [0.299 * 255, 0.587 * 255, 0.114 * 255, 255], rtol=1e-6)
+    opaque = _greyscale(rgba.convert("RGB"))[0]  # Pillow's "L": the same weights, rounded to whole levels
+    np.testing.assert_allclose(_greyscale(rgba)[0], opaque, atol=0.5)
+
+
+def test_a_half_transparent_edge_pixel_is_blended_over_the_background_worked_by_hand():
+    """Three pixels: the ink opaque, the ink at alpha 128/255 (an anti-aliased edge), nothing (alpha 0).
+    The background is chosen from the mean of the ink (weighted by alpha) and the edge blended over it."""
+    def row(level):
+        picture = Image.new("RGBA", (3, 1))
+        picture.putdata([(level,) * 3 + (255,), (level,) * 3 + (128,), (0, 0, 0, 0)])
+        return _greyscale(picture)[0]
+    a = 128 / 255
+    # light ink 200: its mean, 200, is above 127.5, so the background is black (0):
+    #   200 * 1 = 200;   200 * a + 0 * (1 - a) = 100.39;   0
+    np.testing.assert_allclose(row(200), [200, 200 * a, 0], atol=1e-3)
+    # dark ink 40: its mean, 40, is at most 127.5, so the background is white (255):
+    #   40;   40 * a + 255 * (1 - a) = 20.08 + 127.00 = 147.08;   255
+    np.testing.assert_allclose(row(40), [40, 40 * a + 255 * (1 - a), 255], atol=1e-3)
+
+
+@pytest.mark.parametrize("levels, background", [((255, 0), 255), ((128, 128), 0)],
+                         ids=["mean-127.5-dark", "mean-128-light"])
+def test_ink_of_mean_mid_grey_counts_as_dark_as_a_mid_grey_frame_does(levels, background):
+    """Ink whose mean is exactly 127.5 is dark (it gets a white background), just above is light (black),
+    the rule mnist_digit applies to the frame: above 127.5 is light."""
+    picture = Image.new("RGBA", (3, 1))
+    picture.putdata([(levels[0],) * 3 + (255,), (levels[1],) * 3 + (255,), (0, 0, 0, 0)])
+    assert _greyscale(picture)[0, 2] == background
+
+
+def test_a_barely_opaque_picture_is_judged_by_its_ink_not_by_how_opaque_it_is():
+    """Two light pixels (150 and 200) at alpha 77/255, less than one opaque pixel in all: the ink is light,
+    so the background is black, and the digit reads as the same pixels opaque on black."""
+    picture = Image.new("RGBA", (5, 5), (0, 0, 0, 0))
+    picture.putpixel((2, 1), (150, 150, 150, 77))
+    picture.putpixel((2, 3), (200, 200, 200, 77))
+    on_black = np.zeros((5, 5), dtype=np.float32)
+    on_black[1, 2], on_black[3, 2] = 150, 200
+    np.testing.assert_allclose(mnist_digit(_greyscale(picture)), mnist_digit(on_black), atol=1e-6)
+
+
+def test_a_fully_transparent_picture_is_blank(tmp_path):
+    Image.new("RGBA", (30, 30), (255, 255, 255, 0)).save(tmp_path / "clear.png")
+    with pytest.raises(ImageError) as caught:
+        read_digit(tmp_path / "clear.png")
+    assert str(caught.value) == f"{tmp_path / 'clear.png'}: no digit found (the image is blank)"
+
+
+# --- mnist_digit: the frame, the noise floor, thin strokes, shapes and dtypes -------------------------
+
+def stroke(height=30, width=30, level=255.0, background=0.0):
+    """A vertical bar 20 tall and 3 wide on a plain background: fits the 20x20 box without resizing."""
+    grey = np.full((height, width), background, dtype=np.float32)
+    grey[5:25, 10:13] = level
+    return grey
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (0, 0), (5, 5, 3), (5,), ()])
+def test_anything_but_a_non_empty_2d_array_is_refused_in_one_line(shape):
+    with pytest.raises(ImageError) as caught:
+        mnist_digit(np.zeros(shape))
+    assert str(caught.value) == f"expected a 2-d greyscale image, got shape {shape}"
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["1xN", "Nx1"])
+def test_a_picture_one_pixel_tall_or_wide_is_a_digit(transpose):
+    """A dash 20 pixels long in a 1x50 picture (or a bar in 50x1): every pixel is on the frame."""
+    grey = np.zeros((1, 50), dtype=np.float32)
+    grey[0, 15:35] = 255
+    x = mnist_digit(grey.T if transpose else grey).reshape(28, 28)
+    expected = np.zeros((28, 28), dtype=np.float32)
+    expected[14, 4:24] = 1  # centred by mass: round(14 - 0) = 14, round(14 - 9.5) = 4 (half to even)
+    np.testing.assert_array_equal(x, expected.T if transpose else expected)
+
+
+@pytest.mark.parametrize("transpose", [False, True], ids=["vertical", "horizontal"])
+def test_a_one_pixel_stroke_stays_one_pixel_thin_when_shrunk_into_the_box(transpose):
+    """A '1' drawn with a 1-pixel pen, 40 pixels long, is halved to 20 long and stays 1 pixel wide."""
+    grey = np.zeros((50, 50), dtype=np.float32)
+    grey[5:45, 25] = 255
+    x = mnist_digit(grey.T if transpose else grey).reshape(28, 28)
+    x = x.T if transpose else x
+    rows, cols = np.nonzero(x)
+    assert len(set(cols)) == 1 and rows.max() - rows.min() + 1 == 20
+
+
+def test_the_frame_at_127_5_reads_as_dark_and_just_above_as_light():
+    """A mid-grey page: a frame whose median is exactly 127.5 is dark paper (light ink is the digit),
+    a frame of 128 is light paper (dark ink is the digit)."""
+    rows, cols = np.indices((30, 30))
+    dark_page = 127 + (rows + cols) % 2  # checkerboard 127/128: the frame's median is 127.5
+    dark_page[5:25, 10:13] = 255
+    light_page = stroke(level=0, background=128)
+    expected = mnist_digit(stroke())
+    np.testing.assert_array_equal(mnist_digit(dark_page.astype(np.float32)), expected)
+    np.testing.assert_array_equal(mnist_digit(light_page), expected)
+
+
+def test_a_digit_and_its_negative_give_the_same_input():
+    """Dark on white or the same levels inverted, white on black: anti-aliased edges included."""
+    levels = np.round(coverage(7) * 255)  # (48, 48) whole grey levels, ink bright
+    np.testing.assert_array_equal(mnist_digit(255 - levels), mnist_digit(levels))
+
+
+def test_background_noise_under_three_mads_is_removed_and_faint_ink_above_it_kept():
+    """A noisy background (10 and 20 in a checkerboard: median 15, median absolute deviation 5) puts the
+    floor at 15 + 3 * 5 = 30: a speck at 29 goes with the noise, a faint stroke at 31 is ink (31 - 30 = 1
+    of the strong stroke's 255 - 30 = 225)."""
+    rows, cols = np.indices((30, 30))
+    grey = np.where((rows + cols) % 2, 20, 10).astype(np.float32)
+    grey[5:25, 10:13] = 255  # the strong stroke
+    grey[5:25, 17] = 31  # a faint stroke
+    grey[15, 22] = 29  # a speck in the noise
+    x = mnist_digit(grey).reshape(28, 28)
+    cols_with_ink = np.nonzero(x.any(axis=0))[0]
+    assert x.min() == 0 and (x > 0).sum() == 4 * 20 and cols_with_ink.max() - cols_with_ink.min() == 7
+    np.testing.assert_allclose(np.sort(x[x > 0])[:20], 1 / 225, rtol=1e-6)
+    np.testing.assert_array_equal(np.sort(x[x > 0])[20:], 1)
+
+
+def test_a_faint_digit_one_level_above_its_background_is_stretched_to_full_ink():
+    np.testing.assert_array_equal(mnist_digit(stroke(level=1)), mnist_digit(stroke()))
+
+
+def test_the_input_does_not_depend_on_the_arrays_dtype():
+    """float64 (values float32 cannot hold exactly), uint8 and int: the result of the float32 values."""
+    rng = np.random.default_rng(0)
+    grey = coverage(0) * 255 + rng.uniform(0, 1, (48, 48))  # (48, 48) float64, not exact in float32
+    np.testing.assert_array_equal(mnist_digit(grey), mnist_digit(grey.astype(np.float32)))
+    levels = np.round(coverage(0) * 255)
+    for dtype in (np.uint8, np.int64):
+        np.testing.assert_array_equal(mnist_digit(levels.astype(dtype)), mnist_digit(levels.astype(np.float32)))
+
+
+def lanczos(n_in, n_out):
+    """(n_out, n_in): Pillow's LANCZOS along one axis (Lanczos-3, widened by the reduction factor),
+    as the draw page computes it."""
+    scale = n_in / n_out
+    stretch = max(scale, 1)
+    weights = np.zeros((n_out, n_in))
+    for j in range(n_out):
+        centre = (j + 0.5) * scale
+        first, end = max(int(centre - 3 * stretch + 0.5), 0), min(int(centre + 3 * stretch + 0.5), n_in)
+        t = (np.arange(first, end) - centre + 0.5) / stretch
+        k = np.where((-3 <= t) & (t < 3), np.sinc(t) * np.sinc(t / 3), 0)
+        weights[j, first:end] = k / k.sum()
+    return weights
+
+
+def test_the_digit_is_shrunk_with_lanczos_as_the_draw_page_does():
+    """The crop (here 43x27) is fitted into 20x20 with Pillow's Lanczos filter, which draw.html re-implements
+    in JavaScript: the same numbers as a NumPy Lanczos-3, then centred by mass."""
+    ink = coverage(2)  # (48, 48), bright ink on black
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    crop = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1] / ink.max()  # (h, w)
+    h, w = crop.shape
+    assert max(h, w) > 20 and h != w
+    h2, w2 = (20, round(w * 20 / h)) if h > w else (round(h * 20 / w), 20)
+    fitted = np.clip(lanczos(h, h2) @ crop @ lanczos(w, w2).T, 0, 1)  # (h2, w2)
+    mass = fitted.sum()
+    top = int(np.clip(np.round(14 - fitted.sum(axis=1) @ np.arange(h2) / mass), 0, 28 - h2))
+    left = int(np.clip(np.round(14 - fitted.sum(axis=0) @ np.arange(w2) / mass), 0, 28 - w2))
+    expected = np.zeros((28, 28))
+    expected[top:top + h2, left:left + w2] = fitted
+    np.testing.assert_allclose(mnist_digit(ink * 255).reshape(28, 28), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("end", ["top", "bottom", "left", "right"])
+def test_a_digit_heavy_at_one_end_moves_only_as_far_as_the_frame_allows(end):
+    """A heavy dot with a faint tail (like '!'): centring its mass would push it off the 28x28 frame, so
+    it stops flush with the frame's edge, whole. The crop is 20x3: no resizing."""
+    grey = np.zeros((30, 30), dtype=np.float32)
+    grey[5:7, 10:13] = 255  # the dot, at the top
+    grey[7:25, 11] = 40  # the tail
+    turn = {"top": 0, "left": 1, "bottom": 2, "right": 3}[end]
+    x = mnist_digit(np.rot90(grey, turn)).reshape(28, 28)
+    x = np.rot90(x, -turn)  # back to the dot at the top
+    rows, cols = np.nonzero(x)
+    assert (rows.min(), rows.max()) == (8, 27)  # flush with the bottom: the dot is as high as it can be
+    assert cols.max() - cols.min() == 2 and abs(cols.mean() - 14) <= 1  # 3 wide, centred across
+    np.testing.assert_allclose(x.sum(), 6 + 18 * (40 / 255), rtol=1e-6)  # nothing cut off
+
+
+# --- read_digit: what cannot be decoded, in one line --------------------------------------------------
+
+def test_a_truncated_or_broken_png_is_one_line_with_pillows_reason(tmp_path):
+    import struct
+    import zlib
+
+    draw(1, 50, 50).save(tmp_path / "whole.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "whole.png").read_bytes()[:60])
+    with pytest.raises(ImageError) as caught:
+        read_digit(tmp_path / "cut.png")
+    assert str(caught.value) == f"{tmp_path / 'cut.png'}: cannot read the image (image file is truncated)"
+
+    # a chunk of garbage between two parts of the image data: Pillow raises SyntaxError while decoding
+    chunk = lambda kind, data: struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    pixels = zlib.compress(b"".join(b"\0" + bytes(range(8 * r, 8 * r + 8)) for r in range(8)))  # 8x8 greys
+    ihdr = struct.pack(">IIBBBBB", 8, 8, 8, 0, 0, 0, 0)
+    broken = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", pixels[:10])
+              + b"\x00\x00\x00\x05\xff\xff\xff\xff" + pixels[10:15] + bytes(4)
+              + chunk(b"IDAT", pixels[15:]) + chunk(b"IEND", b""))
+    (tmp_path / "broken.png").write_bytes(broken)
+    with pytest.raises(ImageError) as caught:
+        read_digit(tmp_path / "broken.png")
+    assert str(caught.value) == (f"{tmp_path / 'broken.png'}: cannot read the image "
+                                 "(broken PNG file (chunk b'\\xff\\xff\\xff\\xff'))")

@@ -160,3 +160,18 @@ def test_gzip_members_padding_and_bombs():
     tracemalloc.stop()
     assert peak < 2_000_000
     assert len(decompress(bomb, "f", limit=10_000_000)) == 10_000_000
+
+
+def test_read_idx_names_the_file_in_each_error(tmp_path):
+    """What is wrong with the bytes is said of the file that holds them, one line."""
+    (tmp_path / "magic.idx").write_bytes(bytes([1, 0, 8, 1, 0, 0, 0, 1, 5]))
+    (tmp_path / "short.idx.gz").write_bytes(gzip.compress(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1]))[:-6])
+    (tmp_path / "long.idx").write_bytes(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 2, 1, 0]))
+    for name, problem in [
+        ("magic.idx", "wrong IDX magic 01000801 (the first two bytes must be zero)"),
+        ("short.idx.gz", "truncated gzip stream (the file ends before the compressed data does)"),
+        ("long.idx", "dimensions (3,) of 1-byte elements need 11 bytes, the file has 12"),
+    ]:
+        with pytest.raises(IDXError) as caught:
+            read_idx(tmp_path / name)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}"

@@ -61,3 +61,15 @@ def test_uncompressed_files_are_accepted(tmp_path):
 def test_unknown_split():
     with pytest.raises(ValueError, match="split"):
         load_mnist("validation")
+
+
+def test_a_data_dir_gives_the_same_arrays_as_the_shipped_files(tmp_path):
+    """float32 in [0, 1] by default, the raw uint8 pixels when asked: as without data_dir."""
+    copy_test_files(tmp_path)
+    X, y = load_mnist("test", data_dir=tmp_path)
+    X_shipped, y_shipped = load_mnist("test")
+    assert X.dtype == np.float32 and y.dtype == np.int64
+    np.testing.assert_array_equal(X, X_shipped)
+    np.testing.assert_array_equal(y, y_shipped)
+    X8, _ = load_mnist("test", data_dir=tmp_path, dtype=np.uint8)
+    assert X8.dtype == np.uint8 and np.array_equal(X8 / np.float32(255), X_shipped)

@@ -55,7 +55,7 @@ def read_digit(path):
     except Image.DecompressionBombError as e:
         raise fail(f"{too_many} ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise fail(f"cannot read the image ({getattr(e, 'strerror', None) or e})") from None
+        raise fail(f"cannot read the image ({e})") from None
     try:
         return mnist_digit(_greyscale(image))
     except ImageError as e:
