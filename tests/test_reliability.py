@@ -24,9 +24,8 @@ from bareprop.experiment.runner import CHECKPOINT, make_output
 
 
 @pytest.fixture(scope="module")
-def data():
-    X, y = bp.load_mnist("train", dtype=np.uint8)
-    X_test, y_test = bp.load_mnist("test", dtype=np.uint8)
+def data(mnist):
+    (X, y), (X_test, y_test) = mnist  # the session's uint8 MNIST (conftest.py)
     return X[:2000], y[:2000], X_test[:500], y_test[:500]
 
 
@@ -353,3 +352,11 @@ def test_sigkill_at_random_moments_never_leaves_a_broken_or_mixed_folder(tmp_pat
         else:
             assert resumed.returncode == 2 and resumed.stderr.count("\n") == 1, resumed.stderr
     assert "running" in seen, seen  # the moments did catch it training
+
+
+def test_a_net_too_big_for_this_machine_is_one_line_before_anything_is_written(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--hidden", str(10**18), "--output", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"bareprop: error: layers 784,{10**18},10: the weights alone need ") and "\n" not in err
+    assert err.endswith(" GiB") and "more than this machine's" in err and not out.exists()

@@ -231,11 +231,25 @@ def _check(c):
 
 
 def build_net(config, rng):
-    """The network `config` describes; with the defaults, the post's NeuralNet((784, 32, 10))."""
+    """The network `config` describes; with the defaults, the post's NeuralNet((784, 32, 10)).
+    A net whose float32 weights alone would not fit in this machine's memory is a ConfigError."""
     from ..core.net import NeuralNet
 
+    weights = 4 * sum((i + 1) * o for i, o in zip(config.sizes, config.sizes[1:]))  # bytes, bias rows included
+    memory = _physical_memory()
+    if memory and weights > memory:
+        raise ConfigError(f"layers {','.join(map(str, config.sizes))}: the weights alone need {weights / 2**30:,.1f} GiB, "
+                          f"more than this machine's {memory / 2**30:,.1f} GiB")
     return NeuralNet(config.sizes, lr=config.lr, rng=rng, activation=ACTIVATION[config.activation],
                      init=INIT[config.init], p_drop=config.dropout)
+
+
+def _physical_memory():
+    """This machine's memory in bytes, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 def build_optimizer(config, total_steps):
