@@ -335,8 +335,8 @@ def test_the_kernel_refuses_what_would_read_out_of_bounds():
 
     workspace = _kernel.Workspace()
 
-    def steps(rows=rows, y=y, order=order, Ws=Ws, threads=1):
-        _kernel.sgd_steps(Ws, sizes, False, rows, y, order, 0, 10, 4, 0.001, *out, threads, workspace)
+    def steps(rows=rows, y=y, order=order, Ws=Ws, threads=1, B=4, stop=10, sizes=sizes):
+        _kernel.sgd_steps(Ws, sizes, False, rows, y, order, 0, stop, B, 0.001, *out, threads, workspace)
 
     steps()  # as given, it runs
     with pytest.raises(ValueError, match="columns"):
@@ -353,6 +353,13 @@ def test_the_kernel_refuses_what_would_read_out_of_bounds():
         _kernel.SparseRows(X, True, 11, 6, False)
     with pytest.raises(TypeError):
         steps(rows=np.zeros(3))
+    for B in (2**40, 2**62, 2**63 - 1):  # too much to allocate, or byte counts that would wrap around
+        with pytest.raises(MemoryError, match=f"batches of {B} rows"):
+            steps(B=B)
+    with pytest.raises(MemoryError, match="batches of 4 rows at these widths need"):
+        steps(sizes=(6, 2**31 - 9, 2**31 - 9, 3), Ws=Ws + Ws[1:])  # widths it takes, but a W of 2**65 bytes
+    with pytest.raises(ValueError, match=r"stop < 2\*\*60"):
+        steps(stop=2**62)
     steps()  # and after all these refusals the workspace still serves
 
 

@@ -251,6 +251,19 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         lay->p[l] = (lay->n[l] + vec - 1) / vec * vec;
         if (SPREAD_BYTES && lay->p[l] * real % SPREAD_BYTES == 0) lay->p[l] += 64 / real; /* one cache line more: see SPREAD_BYTES */
     }
+    /* Every size below is a product of B and the widths: refuse those beyond the address space here, in
+     * floating point, before they are computed in size_t, where they would wrap around. */
+    double bytes = 0;
+    for (int l = 0; l < L; l++) {
+        const double I = (double)lay->n[l], P = (double)lay->p[l + 1];
+        bytes += (double)B * (24 + 12 * I + 8 * P) + 8 * (I + 1) * P; /* at most what the loop below takes */
+    }
+    if (bytes > (double)PY_SSIZE_T_MAX / 4) {
+        char message[120];
+        snprintf(message, sizeof message, "_kernel: batches of %zd rows at these widths need %.3g bytes", B, bytes);
+        PyErr_SetString(PyExc_MemoryError, message);
+        return -1;
+    }
     const size_t ptr = sizeof(void *);
     size_t total = 0;
     for (int l = 0; l < L; l++) {
@@ -269,7 +282,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         void *block = NULL; /* aligned to a cache line, as every array in it: a row of W is whole lines */
         if (posix_memalign(&block, 64, total) != 0) {
             ws->block = NULL, ws->size = 0;
-            PyErr_NoMemory();
+            PyErr_Format(PyExc_MemoryError, "_kernel: batches of %zd rows at these widths need %zu bytes", B, total);
             return -1;
         }
         ws->block = block;
@@ -571,8 +584,8 @@ static PyObject *sgd_steps(PyObject *self, PyObject *args)
     Layout lay;
     PyObject *result = NULL;
     if (layout_init(&lay, &borrowed, Ws, sizes, is_double, B, ws) < 0) goto done;
-    if (start < 0 || stop < start) {
-        PyErr_SetString(PyExc_ValueError, "_kernel: need 0 <= start <= stop");
+    if (start < 0 || stop < start || stop > PY_SSIZE_T_MAX / 8) {
+        PyErr_SetString(PyExc_ValueError, "_kernel: need 0 <= start <= stop < 2**60");
         goto done;
     }
     const int64_t *vy = borrow(&borrowed, y, 0, rows->N * (Py_ssize_t)sizeof(int64_t), "y");
