@@ -1,12 +1,17 @@
 """The dataset layer end to end: a loopback server serves tiny datasets the tests write, so the real
 download, verification and cache code runs; no test touches the internet."""
 
+import contextlib
 import gzip
 import hashlib
+import inspect
 import json
 import os
 import re
 import socket
+import tempfile
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -404,6 +409,7 @@ BAD_INPUT = {
     "a file missing from the folder given to `data import`": case_import_missing,
     "a dataset file missing at `data verify`": case_verify_missing,
     "an unknown dataset name": lambda ctx: lambda: load_dataset("cifar-10", data_dir=ctx.root),
+    "a split with no images": lambda ctx: ctx.download(tiny_payloads(n_test=0)),
 }
 
 
@@ -606,25 +612,34 @@ def test_import_refuses_a_gzip_bomb_by_what_it_would_inflate_to(tmp_path, root, 
     assert message == f"{source / IMAGES}: decompresses to more than 1048576 bytes"
 
 
-@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="file size limits are POSIX")
-def test_import_into_a_full_cache_is_one_line_with_the_os_reason(tmp_path, root):
-    """The disk filling up while a file is copied in (here: a 1000-byte file size limit, RLIMIT_FSIZE)."""
+@contextlib.contextmanager
+def file_size_limit(n):
+    """The disk filling up, as a file size limit (RLIMIT_FSIZE): a write past `n` bytes fails (EFBIG)."""
     import resource
     import signal
 
+    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no signal
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (n, limits[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, handler)
+
+
+POSIX_LIMITS = pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXFSZ"), reason="file size limits are POSIX")
+
+
+@POSIX_LIMITS
+def test_import_into_a_full_cache_is_one_line_with_the_os_reason(tmp_path, root):
+    """The disk filling up while a file is copied in (here: a 1000-byte file size limit)."""
     files = gz(tiny_payloads())
     source = write_folder(tmp_path / "downloads", files)
     (root / "tiny").mkdir(parents=True)
     before = snapshot(root)
-    handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG), no signal
-    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (1000, limits[1]))
-    try:
-        with pytest.raises(DataError) as e:
-            import_dataset(tiny_dataset(files), source, data_dir=root)
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
-        signal.signal(signal.SIGXFSZ, handler)
+    with file_size_limit(1000), pytest.raises(DataError) as e:
+        import_dataset(tiny_dataset(files), source, data_dir=root)
     assert str(e.value) == f"cannot write to the cache folder {root / 'tiny'}: File too large"
     assert snapshot(root) == before
 
@@ -673,3 +688,220 @@ def test_load_folder_checks_a_datasets_files_against_their_official_md5(tmp_path
         load_folder(ds, "train", folder)
     assert str(e.value) == (f"{folder / LABELS}: MD5 of the .gz is {hashlib.md5(other).hexdigest()}, "
                             f"expected {ds.md5[LABELS]} (the official file's)")
+
+
+# ---- $BAREPROP_OFFLINE, and offline= over it ----------------------------------------------------------
+
+NO_MIRRORS = f"tiny: every mirror failed for {IMAGES}: no mirrors"  # a download tried, with nowhere to go
+
+
+def spellings(value):
+    """A value as a user may type it: any case, spaces around it."""
+    return [value, value.upper(), value.title(), f" {value} "]
+
+
+@pytest.mark.parametrize("value, offline", [*[(v, False) for v in ("", "0", "false", "no", "off")],
+                                            *[(v, True) for v in ("1", "true", "yes", "on")]])
+def test_bareprop_offline_accepts_each_spelling_in_any_case(value, offline, root, monkeypatch):
+    """Offline: the download is refused before it starts. Not offline: it is tried (and here finds no mirror)."""
+    forbid_network(monkeypatch)
+    ds = tiny_dataset(gz(tiny_payloads()))
+    for spelling in spellings(value):
+        monkeypatch.setenv("BAREPROP_OFFLINE", spelling)
+        message = refused(lambda: download_dataset(ds, data_dir=root), root)
+        assert message.startswith("tiny is not in the cache and downloads are off") if offline else message == NO_MIRRORS
+    assert not root.exists()
+
+
+def test_an_unknown_bareprop_offline_is_one_line_naming_it(root, monkeypatch):
+    monkeypatch.setenv("BAREPROP_OFFLINE", "2")
+    ds = tiny_dataset(gz(tiny_payloads()))
+    assert refused(lambda: download_dataset(ds, data_dir=root), root) == "BAREPROP_OFFLINE must be 1 or 0, got '2'"
+
+
+def test_offline_argument_overrides_bareprop_offline(server, root, monkeypatch):
+    """offline=False downloads even with BAREPROP_OFFLINE=1; offline=True refuses even without it."""
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    monkeypatch.setenv("BAREPROP_OFFLINE", "1")
+    assert load_dataset(ds, "test", data_dir=root, offline=False)[0].shape == (6, 784)
+    assert len(server.hits) == 4
+    other = tiny_dataset(files, [server.url("/a/")], name="other")
+    assert download_dataset(other, data_dir=root, offline=False) == root / "other"
+    assert len(server.hits) == 8
+    monkeypatch.delenv("BAREPROP_OFFLINE")
+    third = tiny_dataset(files, [server.url("/a/")], name="third")
+    for action in (lambda: download_dataset(third, data_dir=root, offline=True),
+                   lambda: load_dataset(third, "train", data_dir=root, offline=True)):
+        assert refused(action, root).startswith("third is not in the cache and downloads are off")
+    assert len(server.hits) == 8
+
+
+# ---- downloading: mirrors, timeouts, the cache folder ---------------------------------------------------
+
+def test_a_corrupted_mirror_is_skipped_for_the_next(server, root):
+    """An MD5 mismatch on the first mirror: the second is tried, and its files are the ones kept."""
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    bad = {f: gzip.compress(altered(p), mtime=0) for f, p in payloads.items()}
+    ds = tiny_dataset(files, [server.serve("/bad/", bad), server.serve("/good/", files)])
+    download_dataset(ds, data_dir=root)
+    assert all((root / "tiny" / f).read_bytes() == files[f] for f in ALL_FILES)
+    manifest = json.loads((root / "tiny" / "manifest.json").read_text())["files"]
+    assert all(manifest[f]["source"] == server.url(f"/good/{f}") for f in ALL_FILES)
+
+
+def test_a_dataset_with_no_mirrors_says_so(root):
+    assert refused(lambda: download_dataset(tiny_dataset(gz(tiny_payloads())), data_dir=root), root) == NO_MIRRORS
+    assert not root.exists()
+
+
+@contextlib.contextmanager
+def stalling_mirror(hold=3.0):
+    """A server on 127.0.0.1 that accepts a connection and never answers (until `hold` seconds, a backstop)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(hold)
+    done = threading.Event()
+
+    def serve():
+        with contextlib.suppress(OSError):
+            conn, _ = listener.accept()
+            done.wait(hold)
+            conn.close()
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/slow/"
+    finally:
+        done.set()
+        listener.close()
+
+
+def test_the_timeout_given_reaches_each_request(root):
+    """A mirror that stalls fails after `timeout` seconds, named with its reason; the default is 30 s."""
+    with stalling_mirror() as mirror:
+        ds = tiny_dataset(gz(tiny_payloads()), [mirror])
+        start = time.monotonic()
+        message = refused(lambda: download_dataset(ds, data_dir=root, timeout=0.3), root)
+        assert time.monotonic() - start < 2
+    assert message == f"tiny: every mirror failed for {IMAGES}: {mirror}{IMAGES}: timed out"
+    assert not root.exists()
+    assert inspect.signature(download_dataset).parameters["timeout"].default == 30
+
+
+@POSIX_LIMITS
+def test_download_into_a_full_cache_is_one_line_with_the_os_reason(server, root):
+    """The disk filling up while a file is downloaded: not a mirror's fault, so no other mirror is tried."""
+    files = gz(tiny_payloads(n_train=300))  # a .gz larger than the write buffer: the write itself fails
+    ds = tiny_dataset(files, [server.serve("/a/", files), server.serve("/b/", files)])
+    (root / "tiny").mkdir(parents=True)
+    before = snapshot(root)
+    with file_size_limit(1000), pytest.raises(DataError) as e:
+        download_dataset(ds, data_dir=root)
+    assert str(e.value) == f"cannot write to the cache folder {root / 'tiny'}: File too large"
+    assert snapshot(root) == before and server.hits == [f"/a/{IMAGES}"]
+
+
+def test_a_cache_folder_that_is_a_file_is_refused(server, root):
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    root.mkdir()
+    (root / "tiny").write_text("not a folder")
+    assert refused(lambda: download_dataset(ds, data_dir=root), root) == (
+        f"cannot write to the cache folder {root / 'tiny'}: it is a file")
+    (root / "tiny").unlink()
+    root.rmdir()
+    root.write_text("not a folder either")  # the folder cannot be made: the OS's reason
+    assert refused(lambda: download_dataset(ds, data_dir=root), root) == (
+        f"cannot write to the cache folder {root / 'tiny'}: Not a directory")
+    assert server.hits == []
+
+
+def test_new_files_are_written_as_part_files_in_the_dataset_folder(server, root, monkeypatch):
+    """docs/data.md: `.NAME.XXXX.part` in the dataset's folder, renamed once all pass. Nothing is written
+    to the system's temporary folder (here one that does not exist); load_dataset reports progress."""
+    files = gz(tiny_payloads())
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    monkeypatch.setattr(tempfile, "tempdir", str(root.parent / "no-system-temp"))
+    seen = {}
+
+    def progress(file, done, total):
+        seen.setdefault(file, set()).update(p.name for p in (root / "tiny").iterdir())
+    assert load_dataset(ds, "test", data_dir=root, progress=progress)[0].shape == (6, 784)
+    assert sorted(seen) == sorted(ALL_FILES)
+    for file in ALL_FILES:
+        assert any(re.fullmatch(rf"\.{re.escape(file)}\.[a-z0-9_]+\.part", name) for name in seen[file]), seen[file]
+    assert sorted(p.name for p in (root / "tiny").iterdir()) == sorted([*ALL_FILES, "manifest.json"])
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_installed_files_get_the_usual_permissions(tmp_path, root, umask):
+    """As any new file: 0o666 less the umask (not the private 0o600 of a temporary file)."""
+    files = gz(tiny_payloads())
+    source = write_folder(tmp_path / "downloads", files)
+    old = os.umask(umask)
+    try:
+        import_dataset(tiny_dataset(files), source, data_dir=root)
+    finally:
+        os.umask(old)
+    assert {f: (root / "tiny" / f).stat().st_mode & 0o777 for f in ALL_FILES} == dict.fromkeys(ALL_FILES, 0o666 & ~umask)
+
+
+def test_a_manifest_that_cannot_be_written_is_one_line_and_leaves_no_part_files(tmp_path, root):
+    """manifest.json is a folder: found once the files are verified, before any is moved in, so the
+    cache is exactly as it was."""
+    files = gz(tiny_payloads())
+    source = write_folder(tmp_path / "downloads", files)
+    (root / "tiny" / "manifest.json").mkdir(parents=True)
+    before = snapshot(root)
+    with pytest.raises(DataError) as e:
+        import_dataset(tiny_dataset(files), source, data_dir=root)
+    assert str(e.value) == f"cannot write to the cache folder {root / 'tiny'}: manifest.json is a folder"
+    assert snapshot(root) == before
+
+
+# ---- what the cache holds, and what load and verify give back ------------------------------------------
+
+def test_the_manifest_is_sorted_indented_json(server, root):
+    """manifest.json: {"dataset": NAME, "files": {file: {md5, sha256, bytes, source}}}, the files in name
+    order, indented by 2, ending in a newline: readable, and the same bytes for the same files."""
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    download_dataset(ds, data_dir=root)
+    text = (root / "tiny" / "manifest.json").read_text()
+    record = json.loads(text)
+    assert list(record) == ["dataset", "files"] and record["dataset"] == "tiny"
+    assert list(record["files"]) == sorted(ALL_FILES)
+    assert record["files"][LABELS] == {"md5": ds.md5[LABELS], "sha256": hashlib.sha256(payloads[LABELS]).hexdigest(),
+                                       "bytes": len(files[LABELS]), "source": server.url(f"/a/{LABELS}")}
+    assert text == json.dumps(record, indent=2) + "\n"
+
+
+def test_load_defaults_to_the_training_split_and_scales_in_the_dtype_asked(tmp_path, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files)
+    import_dataset(ds, write_folder(tmp_path / "downloads", files), data_dir=root)
+    images = np.frombuffer(payloads[IMAGES], np.uint8, offset=16).reshape(12, 784)
+    X, y = load_dataset(ds, data_dir=root)
+    assert X.shape == (12, 784) and X.dtype == np.float32 and y.tolist() == [i % 3 for i in range(12)]
+    np.testing.assert_array_equal(X, images / np.float32(255))
+    X64, _ = load_dataset(ds, data_dir=root, dtype=np.float64)
+    assert X64.shape == (12, 784) and X64.dtype == np.float64
+    np.testing.assert_array_equal(X64, images / np.float64(255))
+
+
+def test_verify_reports_each_files_path_and_names_every_missing_file(server, root):
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/a/", files)])
+    download_dataset(ds, data_dir=root)
+    report = verify_dataset(ds, data_dir=root)
+    assert report == {f: {"path": str(root / "tiny" / f), "md5": ds.md5[f],
+                          "sha256": hashlib.sha256(payloads[f]).hexdigest(), "bytes": len(files[f])} for f in ALL_FILES}
+    for f in (LABELS, "t10k-labels-idx1-ubyte.gz"):
+        (root / "tiny" / f).unlink()
+    assert refused(lambda: verify_dataset(ds, data_dir=root), root) == (
+        f"tiny: {LABELS}, t10k-labels-idx1-ubyte.gz missing from {root / 'tiny'}; run 'bareprop data download tiny'")
+

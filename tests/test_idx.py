@@ -175,3 +175,21 @@ def test_read_idx_names_the_file_in_each_error(tmp_path):
         with pytest.raises(IDXError) as caught:
             read_idx(tmp_path / name)
         assert str(caught.value) == f"{tmp_path / name}: {problem}"
+
+
+def test_read_idx_refuses_what_is_not_a_small_regular_file_in_one_line(tmp_path):
+    """A folder, or a file over the cap, is refused naming the path before a byte is read; a small file
+    that would inflate past the cap is refused too (the same cap bounds gzip's output)."""
+    (tmp_path / "folder.idx").mkdir()
+    big = gzip.compress(encode_idx(np.zeros(5000, np.uint8)))  # 5,008 bytes inflated, far fewer on disk
+    (tmp_path / "bomb.idx.gz").write_bytes(big)
+    (tmp_path / "plain.idx").write_bytes(encode_idx(np.zeros(5000, np.uint8)))
+    for name, limit, problem in [
+        ("folder.idx", 10**6, "is a folder, expected a file"),
+        ("plain.idx", 1000, "4.89 KiB (5008 bytes), more than the 1000 bytes bareprop reads from an IDX file"),
+        ("bomb.idx.gz", 1000, "decompresses to more than 1000 bytes"),
+    ]:
+        with pytest.raises(IDXError) as caught:
+            read_idx(tmp_path / name, limit=limit)
+        assert str(caught.value) == f"{tmp_path / name}: {problem}"
+    assert read_idx(tmp_path / "bomb.idx.gz", limit=6000).shape == (5000,)

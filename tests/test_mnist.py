@@ -73,3 +73,26 @@ def test_a_data_dir_gives_the_same_arrays_as_the_shipped_files(tmp_path):
     np.testing.assert_array_equal(y, y_shipped)
     X8, _ = load_mnist("test", data_dir=tmp_path, dtype=np.uint8)
     assert X8.dtype == np.uint8 and np.array_equal(X8 / np.float32(255), X_shipped)
+
+
+def test_the_training_split_is_the_default():
+    X, y = load_mnist(dtype=np.uint8)  # the raw pixels: the dtype asked for reaches the shipped files too
+    assert X.shape == (60_000, 784) and X.dtype == np.uint8 and y.shape == (60_000,)
+
+
+def test_shipped_mnist_in_float64_is_the_pixels_over_255(mnist):
+    X, _ = load_mnist("test", dtype=np.float64)
+    X8 = mnist[1][0]  # the uint8 pixels, loaded once for the session
+    assert X.dtype == np.float64 and X8.dtype == np.uint8
+    np.testing.assert_array_equal(X, X8 / np.float64(255))
+
+
+def test_a_data_dir_is_checked_for_either_split(tmp_path):
+    """Each split is read from the folder given; any other split is refused, one line."""
+    with pytest.raises(DataError) as e:
+        load_mnist("validation", data_dir=tmp_path)
+    assert str(e.value) == "load_mnist: split must be 'train' or 'test', got 'validation'"
+    for split, images in (("train", "train-images-idx3-ubyte.gz"), ("test", "t10k-images-idx3-ubyte.gz")):
+        with pytest.raises(DataError) as e:
+            load_mnist(split, data_dir=tmp_path)
+        assert str(e.value) == f"{tmp_path / images}: missing"

@@ -201,6 +201,8 @@ def _split_arrays(ds, split, sources, manifest):
         facts[file] = {"md5": hashlib.md5(raw).hexdigest(), "sha256": sha256, "bytes": len(raw)}
     images, labels = arrays
     (_, images_name), (_, labels_name) = (sources[f] for f in FILES[split])
+    if len(images) == 0:
+        raise DataError(f"{images_name}: holds no images")
     if len(images) != len(labels):
         raise DataError(f"{labels_name}: {len(labels)} labels for the {len(images)} images of {images_name}")
     if len(labels) and labels.max() >= len(ds.classes):
@@ -366,6 +368,9 @@ def _install(ds, folder, stage, *, replace=False):
         facts = {}
         for split in SPLITS:
             facts.update(_split_arrays(ds, split, sources, known)[2])
+        for target in [*staged, MANIFEST]:  # what cannot be replaced is found before anything is
+            if (folder / target).is_dir():
+                raise DataError(f"cannot write to the cache folder {folder}: {target} is a folder")
         umask = os.umask(0)
         os.umask(umask)
         for file, (tmp, _, _) in staged.items():
