@@ -512,3 +512,18 @@ def test_a_truncated_or_broken_png_is_one_line_with_pillows_reason(tmp_path):
         read_digit(tmp_path / "broken.png")
     assert str(caught.value) == (f"{tmp_path / 'broken.png'}: cannot read the image "
                                  "(broken PNG file (chunk b'\\xff\\xff\\xff\\xff'))")
+
+
+@pytest.mark.parametrize("mode", ["I", "I;16"])
+def test_wide_integer_greyscale_maps_0_to_65535_onto_0_to_255_exactly(mode):
+    """16-bit (and 32-bit integer) greyscale: level 0 is 0, 65535 is 255, halfway is halfway; 32-bit
+    levels outside 0..65535 are clipped to its ends."""
+    levels = np.array([[0, 65535, 32768, 1]], dtype=np.int32 if mode == "I" else np.uint16)
+    image = Image.fromarray(levels)  # int32 -> "I", uint16 -> "I;16"
+    assert image.mode == mode
+    grey = _greyscale(image)
+    assert grey.dtype == np.float32
+    np.testing.assert_array_equal(grey[0, :2], [0.0, 255.0])
+    np.testing.assert_allclose(grey[0, 2:], [32768 * 255 / 65535, 255 / 65535], rtol=1e-6)
+    wide = Image.fromarray(np.array([[-5, 70000]], dtype=np.int32))  # mode "I"
+    np.testing.assert_array_equal(_greyscale(wide), [[0.0, 255.0]])

@@ -193,3 +193,8 @@ def test_read_idx_refuses_what_is_not_a_small_regular_file_in_one_line(tmp_path)
             read_idx(tmp_path / name, limit=limit)
         assert str(caught.value) == f"{tmp_path / name}: {problem}"
     assert read_idx(tmp_path / "bomb.idx.gz", limit=6000).shape == (5000,)
+
+
+def test_encode_idx_refuses_a_dtype_idx_cannot_store_in_one_line():
+    with pytest.raises(IDXError, match=r"^IDX cannot store arrays of dtype complex64$"):
+        encode_idx(np.zeros(3, np.complex64))

@@ -114,8 +114,9 @@ def test_state_is_explicit_and_params_are_the_only_thing_changed():
     (lambda: SGD(0.1, momentum=1.0), r"momentum must lie in \[0, 1\)"),
     (lambda: SGD(0.1, nesterov=True), "nesterov needs a momentum"),
     (lambda: SGD(0.1, weight_decay=-1), "weight_decay must be >= 0"),
-    (lambda: Adam(betas=(0.9, 1.0)), "betas must be two numbers"),
-    (lambda: AdamW(eps=0), "eps must be positive"),
+    (lambda: Adam(betas=(0.9, 1.0)), r"^Adam: betas must be two numbers in \[0, 1\), got \(0.9, 1.0\)$"),
+    (lambda: Adam(betas=(-0.1, 0.9)), r"^Adam: betas must be two numbers in \[0, 1\)"),
+    (lambda: AdamW(eps=0), r"^AdamW: eps must be positive, got 0$"),
     (lambda: StepDecay(0.1, step_size=0), "step_size must be a positive"),
     (lambda: CosineDecay(0.1, total_steps=0), "total_steps must be positive"),
     (lambda: LinearWarmup(0.1, warmup_steps=0), "warmup_steps must be positive"),
@@ -284,3 +285,11 @@ def test_step_decays_default_is_torchs():
         opt.step()
         theirs.step()
     assert StepDecay(1.0, step_size=2)(4) == pytest.approx(opt.param_groups[0]["lr"], rel=1e-12)
+
+
+def test_betas_of_zero_are_allowed_and_match_torch():
+    """The bound at its boundary: beta = 0 keeps no memory of earlier gradients (m = g, v = g * g)."""
+    ours = run_ours(Adam(0.01, betas=(0.0, 0.0)))
+    theirs = run_torch(lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.0, 0.0)))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-9)
