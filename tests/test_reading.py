@@ -315,9 +315,13 @@ def test_head_dash_1_takes_the_first_line_and_nothing_is_said(model_file):
     assert result.stdout.startswith("test loss ") and result.stdout.count("\n") == 1
 
 
-def test_out_of_memory_is_one_line_with_the_size_asked_for(tmp_path, capsys):
-    err = one_line_error(capsys, "train", "--hidden", "100000000000", "--epochs", "1", "--no-plot",
-                         "--output", str(tmp_path / "out"))
+def test_out_of_memory_is_one_line_with_the_size_asked_for(tmp_path, capsys, monkeypatch):
+    """Where the machine's memory is unknown (so no net is refused up front), the allocation that fails
+    is still one line with its size; where it is known, too big a net is refused first."""
+    args = ["train", "--hidden", "100000000000", "--epochs", "1", "--no-plot", "--output", str(tmp_path / "out")]
+    assert "the weights alone need " in one_line_error(capsys, *args)
+    monkeypatch.setattr("bareprop.experiment.config._physical_memory", lambda: None)
+    err = one_line_error(capsys, *args)
     assert err.startswith("out of memory: Unable to allocate ") and "TiB" in err, err
     assert not (tmp_path / "out").exists()
 
