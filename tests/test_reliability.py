@@ -360,3 +360,22 @@ def test_a_net_too_big_for_this_machine_is_one_line_before_anything_is_written(t
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"bareprop: error: layers 784,{10**18},10: the weights alone need ") and "\n" not in err
     assert err.endswith(" GiB") and "more than this machine's" in err and not out.exists()
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_run_resumes(tmp_path):
+    """A file-size limit stands in for a full disk: the report (the largest file) cannot be written once
+    training is done. One line, exit 2, the trained model kept, and --resume writes what was missing."""
+    import resource
+
+    def limit_files():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+
+    out = tmp_path / "run"
+    argv = [sys.executable, "-m", "bareprop", "train", "--epochs", "2", "--hidden", "8", "--output", str(out)]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, preexec_fn=limit_files)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"bareprop: error: cannot write {out}: File too large; {out} keeps epochs 0-1\n"
+    assert strict_json(out / "run.json")["status"] == "interrupted" and (out / "model.npz").exists()
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0
+    assert strict_json(out / "run.json")["status"] == "complete" and (out / "report.html").exists()

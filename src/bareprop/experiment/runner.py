@@ -42,6 +42,11 @@ class RunResult:
     manifest: dict
 
 
+class OutputError(ConfigError):
+    """A file of the run's folder could not be written while it ran (a full disk, a file-size limit):
+    one line naming the file and the reason, and what the folder keeps."""
+
+
 class RunInterrupted(KeyboardInterrupt):
     """Ctrl-C (or what the caller raised as KeyboardInterrupt) during a run: its folder `out` keeps
     the `epochs_done` epochs finished, and run.json says "status": "interrupted"."""
@@ -103,14 +108,28 @@ def run(config, *, data=None, on_epoch=None, on_batch=None, progress=None, overw
         except KeyboardInterrupt as e:
             folder.stop("interrupted")
             raise RunInterrupted(out, folder.epochs_done, config.epochs, str(e) or "interrupted") from None
-        except BaseException:
-            folder.stop("interrupted")
+        except BaseException as e:
+            _stop_quietly(folder)
+            if isinstance(e, OSError):
+                raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}; {folder.kept()}") from None
             raise
-        result = write_run(out, config, net, history, folder.seconds(), X_test, y_test)
+        try:
+            result = write_run(out, config, net, history, folder.seconds(), X_test, y_test)
+        except OSError as e:
+            _stop_quietly(folder)
+            raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}; {folder.kept()}") from None
         (out / CHECKPOINT).unlink(missing_ok=True)  # a complete run is not continued
         return result
     finally:
         _unlock(lock)
+
+
+def _stop_quietly(folder):
+    """Mark the run interrupted if the disk still lets us: the error that stopped it is what matters."""
+    try:
+        folder.stop("interrupted")
+    except OSError:
+        pass
 
 
 def resume_run(run_dir, *, data=None, on_epoch=None, on_batch=None, progress=None, data_dir=None, offline=False):
