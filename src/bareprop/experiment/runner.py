@@ -15,6 +15,7 @@ import json
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass, replace
 from itertools import count
 from pathlib import Path
@@ -108,16 +109,14 @@ def run(config, *, data=None, on_epoch=None, on_batch=None, progress=None, overw
         except KeyboardInterrupt as e:
             folder.stop("interrupted")
             raise RunInterrupted(out, folder.epochs_done, config.epochs, str(e) or "interrupted") from None
-        except BaseException as e:
+        except BaseException:
             _stop_quietly(folder)
-            if isinstance(e, OSError):
-                raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}; {folder.kept()}") from None
             raise
         try:
             result = write_run(out, config, net, history, folder.seconds(), X_test, y_test)
         except OSError as e:
             _stop_quietly(folder)
-            raise OutputError(f"cannot write {e.filename or out}: {e.strerror or e}; {folder.kept()}") from None
+            raise folder.write_error(e) from None
         (out / CHECKPOINT).unlink(missing_ok=True)  # a complete run is not continued
         return result
     finally:
@@ -367,10 +366,17 @@ class _Folder:
         from .modelfile import save
 
         seconds, figures = self.seconds(), history.to_dict()  # a copy: train() goes on appending
-        write_checkpoint(self.out / CHECKPOINT, self.net, state, self.rng, history, seconds, self.examples)
-        self._manifest("running", figures, seconds)
-        save(self.net, self.out / "model.npz")  # last: never a model beside a run.json of no epoch
+        try:
+            write_checkpoint(self.out / CHECKPOINT, self.net, state, self.rng, history, seconds, self.examples)
+            self._manifest("running", figures, seconds)
+            save(self.net, self.out / "model.npz")  # last: never a model beside a run.json of no epoch
+        except OSError as e:
+            raise self.write_error(e) from None
         self.last, self.last_seconds = figures, seconds  # what model.npz holds: what stop() records
+
+    def write_error(self, e):
+        """The one-line OutputError for the OSError `e` raised while writing the folder."""
+        return OutputError(f"cannot write {e.filename or self.out}: {e.strerror or e}; {self.kept()}")
 
     def stop(self, status, **extra):
         """run.json says why the run stopped, with the history of the epochs model.npz holds."""
@@ -426,6 +432,8 @@ def read_checkpoint(out, net, optimizer, rng, examples):
         return None  # killed before its first epoch ended: it starts again, the same numbers
     template = optimizer.init(net.params())
     try:
+        if not zipfile.is_zipfile(path):  # np.load would guess at other formats (a pickle, a .npy)
+            raise ValueError("not an .npz archive")
         with np.load(path, allow_pickle=False) as archive:
             files = {name: archive[name] for name in archive.files}
         meta = json.loads(str(files.pop("meta")))
