@@ -905,3 +905,30 @@ def test_verify_reports_each_files_path_and_names_every_missing_file(server, roo
     assert refused(lambda: verify_dataset(ds, data_dir=root), root) == (
         f"tiny: {LABELS}, t10k-labels-idx1-ubyte.gz missing from {root / 'tiny'}; run 'bareprop data download tiny'")
 
+
+
+def test_a_failure_among_the_renames_is_one_line_and_leaves_a_valid_cache(tmp_path, root, monkeypatch):
+    """An I/O error while the verified files are renamed into place (here: on the second rename): one
+    line naming the folder and the reason, no .part file left behind, and what was renamed is an
+    official, verified file, so the cache still loads."""
+    import errno
+
+    files = gz(tiny_payloads())
+    source = write_folder(tmp_path / "downloads", files)
+    ds = tiny_dataset(files)
+    real_replace, calls = os.replace, []
+
+    def failing_replace(a, b):
+        calls.append(b)
+        if len(calls) == 2:
+            raise OSError(errno.EIO, "Input/output error")
+        return real_replace(a, b)
+
+    monkeypatch.setattr("bareprop.data.datasets.os.replace", failing_replace)
+    with pytest.raises(DataError) as e:
+        import_dataset(ds, source, data_dir=root)
+    assert str(e.value) == f"cannot write to the cache folder {root / 'tiny'}: Input/output error"
+    assert not [p.name for p in (root / "tiny").iterdir() if p.name.endswith(".part")]
+    monkeypatch.setattr("bareprop.data.datasets.os.replace", real_replace)
+    import_dataset(ds, source, data_dir=root)
+    assert load_dataset(ds, "train", data_dir=root)[0].shape == (12, 784)

@@ -370,3 +370,20 @@ def test_integer_arrays_a_layer_holds_stay_integers():
             return grad[:, np.argsort(self.order)]
 
     assert gradcheck(Reverse(4), (3, 4)).ok
+
+
+def test_compare_warns_of_nothing_and_reads_no_uninitialised_memory():
+    """Equal elements with atol = 0 (0 / 0) and a relative error where both sides are 0 are defined,
+    quietly: no RuntimeWarning reaches the user, and the relative error there is 0 whatever memory
+    held before (the junk below is freed just before, so the allocator is likely to hand it back)."""
+    import warnings
+
+    from bareprop.check.gradcheck import _compare
+
+    for _ in range(3):
+        junk = np.full(4096, 7.0)
+        del junk
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check = _compare("dX", np.zeros(4096), np.zeros(4096), rtol=1e-5, atol=0.0)
+        assert check.ok and check.max_abs == 0.0 and check.max_rel == 0.0

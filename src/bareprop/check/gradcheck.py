@@ -97,7 +97,7 @@ def _compare(tensor, got, expected, rtol, atol):
     err = np.abs(got - expected)  # same shape as the tensor
     size = np.maximum(np.abs(got), np.abs(expected))
     rel = np.divide(err, size, out=np.zeros_like(err), where=size > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):  # equal elements pass even with atol = 0
+    with np.errstate(invalid="ignore"):  # 0 / 0 where both sides are 0 and atol = 0: equal, so they pass
         excess = np.where(err == 0, 0.0, err / (atol + rtol * size))  # > 1 outside the bound; NaN for a NaN
     worst = np.unravel_index(np.argmax(excess), excess.shape)  # argmax picks a NaN first
     ok = bool(np.all(excess <= 1))  # False for any NaN

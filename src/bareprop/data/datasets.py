@@ -348,7 +348,8 @@ def _install(ds, folder, stage, *, replace=False):
     stage(file, tmp_file) fills the open temporary file and returns (name for messages, source);
     it raises DataError when it cannot. Files already present and valid are kept unless `replace`.
     On any failure, every temporary file (and every folder this call created) is removed: the cache
-    is exactly as it was.
+    is exactly as it was, unless the failure came among the renames (an I/O error), which leaves the
+    files already renamed in place: each an official file, verified, so the cache stays valid.
     """
     created = _make_folder(folder)
     manifest = _read_manifest(folder)
