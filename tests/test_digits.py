@@ -527,3 +527,27 @@ def test_wide_integer_greyscale_maps_0_to_65535_onto_0_to_255_exactly(mode):
     np.testing.assert_allclose(grey[0, 2:], [32768 * 255 / 65535, 255 / 65535], rtol=1e-6)
     wide = Image.fromarray(np.array([[-5, 70000]], dtype=np.int32))  # mode "I"
     np.testing.assert_array_equal(_greyscale(wide), [[0.0, 255.0]])
+
+
+def test_the_pixel_bound_at_its_boundary_and_pillows_warning_kept_quiet(tmp_path):
+    """4096x4096 pixels is read; one more row is refused. A picture past Pillow's own warning size
+    (about 89M pixels) is refused in one line without the warning reaching the user."""
+    import warnings
+
+    image = np.full((4096, 4096), 255, np.uint8)  # paper
+    image[1000:3000, 2000:2100] = 0  # a stroke of ink: a "1"
+    Image.fromarray(image).save(tmp_path / "edge.png")
+    assert read_digit(tmp_path / "edge.png").shape == (784,)
+    path = png_header_only(tmp_path / "tall.png", 4096, 4097)
+    with pytest.raises(ImageError, match=r"4096x4097 pixels, more than the 16,777,216 pixels"):
+        read_digit(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning would fail here
+        with pytest.raises(ImageError, match="more than the 16,777,216 pixels"):
+            read_digit(png_header_only(tmp_path / "bomb.png", 10_000, 10_000))
+
+
+def test_a_missing_picture_is_one_line_with_the_os_reason(tmp_path):
+    with pytest.raises(ImageError) as caught:
+        read_digit(tmp_path / "nowhere.png")
+    assert str(caught.value) == f"{tmp_path / 'nowhere.png'}: cannot read (No such file or directory)"
