@@ -242,3 +242,7 @@ def test_a_losss_reduction_survives_the_model_file(loss, tmp_path):
     bp.save(net, tmp_path / "m.npz")
     again = bp.load(tmp_path / "m.npz")
     assert type(again.loss) is type(loss) and again.loss.reduction == loss.reduction
+    from bareprop.experiment.modelfile import net_spec  # the file's JSON, as docs/files.md shows it
+
+    recorded = {} if loss.reduction == "sum" else {"reduction": loss.reduction}
+    assert net_spec(again)["loss"] == {"type": type(loss).__name__, **recorded}
