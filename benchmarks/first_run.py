@@ -55,15 +55,18 @@ def summary(values):
     return {"median": statistics.median(values), "min": min(values), "max": max(values), "runs": values}
 
 
-def machine():
-    cpu = platform.processor()
+def cpu_name():
+    """The CPU's model name (Linux's /proc/cpuinfo), else what platform says."""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
-        pass
+        return platform.processor()
+
+
+def machine():
     versions = {name: metadata.version(name) for name in ("bareprop", "numpy", "rich", "vl-convert-python")}
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+    return {"cpu": cpu_name(), "cores": os.cpu_count(), "python": platform.python_version(), **versions}
 
 
 def main():

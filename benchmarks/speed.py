@@ -200,13 +200,11 @@ FAST_PATH_BEFORE = {"commit": "fd21338", "lines": 1746,  # _fast.py 398 + _kerne
 # --- the measurements -----------------------------------------------------------------------------
 
 def machine():
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from first_run import cpu_name  # benchmarks/first_run.py, beside this script
+
     from bareprop.fast import kernel
+
+    cpu = cpu_name()
 
     info = {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "bareprop": bp.__version__,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli_model import one_line_error as whole_error_line
 from loopback import gz, like, tiny_payloads
 
 import bareprop as bp
@@ -26,14 +27,8 @@ FIFO = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes are POS
 
 
 def one_line_error(capsys, *argv):
-    """Run the CLI in this process; its error: one line on stderr, nothing on stdout, exit code 2."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:  # argparse's errors
-        code = e.code
-    captured = capsys.readouterr()
-    assert code == 2 and captured.out == "" and captured.err.count("\n") == 1, (code, captured)
-    return captured.err.removeprefix("bareprop: error: ").removesuffix("\n")
+    """Run the CLI in this process: its one-line error (exit code 2, nothing on stdout), the message alone."""
+    return whole_error_line(capsys, *argv).removeprefix("bareprop: error: ").removesuffix("\n")
 
 
 def fifo(path):
