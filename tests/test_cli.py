@@ -32,7 +32,9 @@ def test_train_one_epoch_end_to_end(cli_run):
 
 
 def test_one_file_per_artifact(cli_run, tmp_path):
-    assert {p.name for p in cli_run.out.iterdir()} == {"model.npz", "run.json", "report.html", "loss_accuracy.png"}
+    assert {p.name for p in cli_run.out.iterdir()} == {"model.npz", "run.json", "report.html", "loss_accuracy.png",
+                                                        "draw.html"}
+    assert '<a href="draw.html">' in (cli_run.out / "report.html").read_text()  # the report links the draw page
     png = (cli_run.out / "loss_accuracy.png").read_bytes()  # the post's chart
     assert png.startswith(b"\x89PNG") and len(png) > 5000
 

@@ -324,3 +324,23 @@ def test_a_headless_browser_draws_every_chart_without_an_error(run_dir, tmp_path
     coloured = (pixels.max(axis=2) - pixels.min(axis=2) > 60).mean(axis=1)  # per row: share of coloured pixels
     bands = np.array_split(coloured[:2800], 5)  # the page's first 2800 rows hold the five charts
     assert all(band.max() > 0.05 for band in bands), [round(float(band.max()), 3) for band in bands]
+
+
+def test_the_report_links_a_draw_page_only_for_a_net_the_page_can_run(tmp_path):
+    """A softmax net on 28x28 inputs gets draw.html beside its report, linked; an MSE net gets neither."""
+    from bareprop.core.train import History
+    from bareprop.report.page import write_report
+
+    r = np.random.default_rng(0)
+    X, y = r.integers(0, 256, size=(40, 784), dtype=np.uint8), r.integers(0, 10, size=40)
+    for loss, drawable in [(bp.SoftmaxCrossEntropy(), True), (bp.MSE(), False)]:
+        out = tmp_path / type(loss).__name__
+        out.mkdir()
+        net = bp.Sequential([bp.Linear(784, 10, rng=r)], loss=loss)
+        history = History(epoch=[0], train_loss=[1.0], train_acc=[0.5], test_loss=[1.0], test_acc=[0.5],
+                          seconds=[0.1], weight_norm=[[1.0]], grad_norm=[[1.0]])  # one epoch's figures
+        manifest = {"config": {}, "versions": {"python": "3", "numpy": "2", "bareprop": "0"}, "seed": 0,
+                    "seconds": 0.1, "history": history.to_dict()}
+        write_report(out, net, history, manifest, X, y, pngs=[])
+        assert (out / "draw.html").exists() == drawable
+        assert ('<a href="draw.html">' in (out / "report.html").read_text()) == drawable

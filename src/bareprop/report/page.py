@@ -146,15 +146,28 @@ def write_report(out, net, history, manifest, X_test, y_test, *, pngs=None):
 
         for name in pngs:
             atomic_write(out / f"{name}.png", vlc.svg_to_png(charts[name], scale=2))
-    page = _page(charts, manifest, accuracy=float((predicted == y_test).mean()), pngs=pngs)
+    drawn = _draw_page(net, out / "draw.html")  # a page to try the model on your own digit, if it can run there
+    page = _page(charts, manifest, accuracy=float((predicted == y_test).mean()), pngs=pngs, draw=drawn)
     atomic_write(out / "report.html", page.encode("utf-8"))
     return out / "report.html"
+
+
+def _draw_page(net, path):
+    """draw.html beside the report (True), or False for a net the draw page cannot run (a loss other
+    than softmax + cross-entropy, inputs that are not 28x28): the report then has no link to it."""
+    from .draw import DrawError, write_draw_page
+
+    try:
+        write_draw_page(net, path)
+    except DrawError:
+        return False
+    return True
 
 
 # --- the page ------------------------------------------------------------------------------
 
 
-def _page(charts, manifest, *, accuracy, pngs):
+def _page(charts, manifest, *, accuracy, pngs, draw=False):
     config, versions = manifest["config"], manifest["versions"]
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                        for k, v in config.items())
@@ -187,6 +200,7 @@ figure {{ margin: 0; }} figure svg {{ max-width: 100%; height: auto; }} .png {{ 
 <h1>bareprop training run</h1>
 <p class="summary">test accuracy <span class="accuracy">{accuracy:.4f}</span></p>
 <p class="summary">{run}</p>
+{'<p class="summary"><a href="draw.html">Draw a digit</a> and watch this model read it (draw.html).</p>' if draw else ''}
 <details><summary>settings</summary><table>{settings}</table></details>
 {sections}
 </body>
