@@ -172,6 +172,16 @@ def test_every_layer_and_loss_round_trips_through_its_spec(tmp_path, cls):
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
 
 
+def refused_layer(tmp_path, layer):
+    """(path, message): a good model file whose second layer's spec is `layer`, and load's refusal of it."""
+    spec = net_spec(trained_net()[0])
+    spec["layers"][1] = layer
+    path = write_npz(tmp_path / "m.npz", good_arrays(), spec=spec)
+    with pytest.raises(bp.ModelFileError) as caught:
+        bp.load(path)
+    return path, str(caught.value)
+
+
 @pytest.mark.parametrize("bad", [
     {"type": "LeakyReLU", "slope": float("nan")},
     {"type": "LeakyReLU", "slope": float("inf")},
@@ -179,12 +189,7 @@ def test_every_layer_and_loss_round_trips_through_its_spec(tmp_path, cls):
     {"type": "Linear", "in": 6, "out": float("nan")},
 ])
 def test_a_nan_or_infinite_number_in_a_spec_is_refused(tmp_path, bad):
-    spec = net_spec(trained_net()[0])
-    spec["layers"][1] = bad
-    path = write_npz(tmp_path / "m.npz", good_arrays(), spec=spec)
-    with pytest.raises(bp.ModelFileError) as caught:
-        bp.load(path)
-    message = str(caught.value)
+    path, message = refused_layer(tmp_path, bad)
     assert message.startswith(f"{path}: the spec's layer ") and "not a finite number" in message
     assert "\n" not in message
 
@@ -212,12 +217,7 @@ def test_save_refuses_a_setting_json_cannot_hold(tmp_path):
     ("ReLU", "is not one this bareprop has"),
 ])
 def test_a_layer_spec_must_hold_exactly_the_layers_settings(tmp_path, bad, problem):
-    spec = net_spec(trained_net()[0])
-    spec["layers"][1] = bad
-    path = write_npz(tmp_path / "m.npz", good_arrays(), spec=spec)
-    with pytest.raises(bp.ModelFileError) as caught:
-        bp.load(path)
-    message = str(caught.value)
+    path, message = refused_layer(tmp_path, bad)
     assert message.startswith(f"{path}: ") and problem in message and "\n" not in message, message
 
 

@@ -124,12 +124,13 @@ def write_report(out, net, history, manifest, X_test, y_test, *, pngs=None):
 
     Each chart is drawn once, as SVG: the page inlines it, and its PNG is that SVG rasterised by
     vl-convert (resvg: no browser, no JavaScript; about 0.05 s for the post's chart, 0.3 s for all five)."""
+    from ..core.net import as_inputs
     from ..files import atomic_write
     from .metrics import confusion_matrix
 
     out = Path(out)
-    if X_test.dtype == np.uint8:  # pixel values 0..255, scaled as load_dataset scales them
-        X_test = np.divide(X_test, np.float32(255), dtype=np.float32)  # (N, I) in [0, 1]
+    if X_test.dtype == np.uint8:  # pixel values 0..255, scaled as the net and load_dataset scale them
+        X_test = as_inputs(X_test, np.dtype(np.float32))  # (N, I) in [0, 1]
     probs = net.predict_proba(X_test)  # (N, K)
     predicted = probs.argmax(axis=1)  # (N,)
     layers = [f"{i}: {layer!r}" for i, layer in enumerate(net.layers) if hasattr(layer, "W")]
