@@ -2,6 +2,7 @@
 download, verification and cache code runs; no test touches the internet."""
 
 import contextlib
+import errno
 import gzip
 import hashlib
 import inspect
@@ -13,6 +14,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -279,35 +281,54 @@ def test_shipped_mnist_verifies():
 # ---- every bad-input case, with the exact message docs/data.md gives it ------------------------------
 
 class Context:
+    """Where a case runs. A case whose message names a file sets `files`: what each of the docs'
+    placeholders `<file>`, `<images file>`, `<labels file>` must be (a path or a URL)."""
+
     def __init__(self, tmp_path, server, https):
         self.tmp, self.server, self.https, self.root = tmp_path, server, https, tmp_path / "cache"
+        self.known = {}
 
-    def download(self, payloads, name="tiny"):
-        """An action downloading a dataset whose official files are `payloads` (gzipped) from the loopback."""
+    def name_files(self, where, bad):
+        """The file `bad` at fault, in the folder or URL `where`, and the other file of its split."""
+        images, labels = (bad.replace("labels-idx1", "images-idx3"), bad) if "labels" in bad else (
+            bad, bad.replace("images-idx3", "labels-idx1"))
+        self.known = {"<file>": f"{where}{bad}", "<images file>": f"{where}{images}", "<labels file>": f"{where}{labels}"}
+
+    def download(self, payloads, bad=None, name="tiny"):
+        """An action downloading a dataset whose official files are `payloads` (gzipped) from the loopback;
+        the file `bad` is the one at fault."""
         files = gz(payloads)
-        ds = tiny_dataset(files, [self.server.serve(f"/{name}/", files)], name=name)
+        url = self.server.serve(f"/{name}/", files)
+        if bad:
+            self.name_files(url, bad)
+        ds = tiny_dataset(files, [url], name=name)
         return lambda: download_dataset(ds, data_dir=self.root)
 
-    def cached(self, change):
-        """An action loading a downloaded dataset after change(folder, payloads) altered its cache."""
+    def cached(self, change, bad=None):
+        """An action loading a downloaded dataset after change(folder, payloads) altered its cache (its
+        file `bad`, the images by default)."""
         payloads = tiny_payloads()
         files = gz(payloads)
         ds = tiny_dataset(files, [self.server.serve("/c/", files)])
         download_dataset(ds, data_dir=self.root)
         change(self.root / "tiny", payloads)
+        self.name_files(f"{self.root / 'tiny'}{os.sep}", bad or IMAGES)
         return lambda: load_dataset(ds, "train", data_dir=self.root)
 
-    def importing(self, files, ds=None):
+    def importing(self, files, bad, ds=None):
+        """An action importing `files` from a folder; the file `bad` is the one at fault."""
         source = self.tmp / "downloads"
         source.mkdir(exist_ok=True)
         for f, data in files.items():
             (source / f).write_bytes(data)
+        self.name_files(f"{source}{os.sep}", bad)
         ds = ds or tiny_dataset(files)
         return lambda: import_dataset(ds, source, data_dir=self.root)
 
 
-def with_file(name, payload):
-    return {**tiny_payloads(), name: payload}
+def download_with(ctx, name, payload):
+    """An action downloading the tiny dataset with its file `name` replaced by `payload`."""
+    return ctx.download({**tiny_payloads(), name: payload}, bad=name)
 
 
 def labels_file(values):
@@ -316,7 +337,7 @@ def labels_file(values):
 
 def case_md5(ctx):
     files = gz(tiny_payloads())
-    return ctx.importing({**files, LABELS: gzip.compress(altered(tiny_payloads()[LABELS]))}, tiny_dataset(files))
+    return ctx.importing({**files, LABELS: gzip.compress(altered(tiny_payloads()[LABELS]))}, LABELS, tiny_dataset(files))
 
 
 def case_payload_sha(ctx):
@@ -361,7 +382,7 @@ def case_offline(ctx):
 
 def case_import_missing(ctx):
     files = gz(tiny_payloads())
-    return ctx.importing({f: b for f, b in files.items() if f != LABELS}, tiny_dataset(files))
+    return ctx.importing({f: b for f, b in files.items() if f != LABELS}, LABELS, tiny_dataset(files))
 
 
 def case_verify_missing(ctx):
@@ -376,6 +397,24 @@ def case_device(ctx):
     return ctx.cached(change)
 
 
+def case_unreadable(ctx):
+    files = gz(tiny_payloads())
+    action = ctx.importing(files, LABELS, tiny_dataset(files))
+    real_open = os.open
+
+    def disk_error(path, *args, **kwargs):  # the labels' disk failing: open() raises EIO
+        if str(path).endswith(LABELS):
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return real_open(path, *args, **kwargs)
+
+    ctx.known["<the system's reason>"] = os.strerror(errno.EIO)
+
+    def run():
+        with mock.patch("bareprop.data.reading.os.open", disk_error):
+            action()
+    return run
+
+
 def case_too_large(ctx):
     def change(d, p):
         with open(d / IMAGES, "r+b") as f:
@@ -388,20 +427,20 @@ BAD_INPUT = {
     "payload SHA-256 mismatch": case_payload_sha,
     "truncated `.gz`": case_truncated,
     "corrupt gzip stream": case_corrupt,
-    "wrong IDX magic": lambda ctx: ctx.download(with_file(IMAGES, b"\x01" + tiny_payloads()[IMAGES][1:])),
-    "wrong element type": lambda ctx: ctx.download(
-        with_file(IMAGES, encode_idx(np.zeros((12, 28, 28), dtype=np.int16)))),
-    "dimensions that disagree with the file's length": lambda ctx: ctx.download(
-        with_file(IMAGES, tiny_payloads()[IMAGES][:-784])),
-    "image and label counts that differ": lambda ctx: ctx.download(with_file(LABELS, labels_file([0, 1, 2] * 3))),
-    "a label outside the dataset's classes": lambda ctx: ctx.download(
-        with_file(LABELS, labels_file([0, 1, 2, 0, 1, 2, 0, 7, 2, 0, 1, 2]))),
-    "images that are not 28×28": lambda ctx: ctx.download(
-        with_file(IMAGES, encode_idx(np.zeros((12, 32, 32), dtype=np.uint8)))),
-    "an empty file": lambda ctx: ctx.importing({**gz(tiny_payloads()), LABELS: b""}),
+    "wrong IDX magic": lambda ctx: download_with(ctx, IMAGES, b"\x01" + tiny_payloads()[IMAGES][1:]),
+    "wrong element type": lambda ctx: download_with(ctx, IMAGES, encode_idx(np.zeros((12, 28, 28), dtype=np.int16))),
+    "dimensions that disagree with the file's length": lambda ctx: download_with(
+        ctx, IMAGES, tiny_payloads()[IMAGES][:-784]),
+    "image and label counts that differ": lambda ctx: download_with(ctx, LABELS, labels_file([0, 1, 2] * 3)),
+    "a label outside the dataset's classes": lambda ctx: download_with(
+        ctx, LABELS, labels_file([0, 1, 2, 0, 1, 2, 0, 7, 2, 0, 1, 2])),
+    "images that are not 28×28": lambda ctx: download_with(
+        ctx, IMAGES, encode_idx(np.zeros((12, 32, 32), dtype=np.uint8))),
+    "an empty file": lambda ctx: ctx.importing({**gz(tiny_payloads()), LABELS: b""}, LABELS),
     "a folder where a file should be": lambda ctx: ctx.cached(lambda d, p: ((d / IMAGES).unlink(), (d / IMAGES).mkdir())),
     "a named pipe or a device (such as /dev/zero) where a file should be": case_device,
     "a file larger than bareprop reads (256 MiB)": case_too_large,
+    "a file that cannot be read": case_unreadable,
     "a cache folder that cannot be written": case_unwritable_cache,
     "every mirror failing": case_every_mirror,
     "a redirect from https to plain http": case_https_to_http,
@@ -409,7 +448,7 @@ BAD_INPUT = {
     "a file missing from the folder given to `data import`": case_import_missing,
     "a dataset file missing at `data verify`": case_verify_missing,
     "an unknown dataset name": lambda ctx: lambda: load_dataset("cifar-10", data_dir=ctx.root),
-    "a split with no images": lambda ctx: ctx.download(tiny_payloads(n_test=0)),
+    "a split with no images": lambda ctx: ctx.download(tiny_payloads(n_test=0), bad="t10k-images-idx3-ubyte.gz"),
 }
 
 
@@ -423,9 +462,14 @@ def docs_messages():
     return table
 
 
-def template_regex(template):
-    """`<anything>` in the docs stands for text that varies; everything else is literal."""
-    return "".join(".+" if part.startswith("<") else re.escape(part) for part in re.split(r"(<[^>]+>)", template))
+def template_regex(template, known=None):
+    """`<anything>` in the docs stands for text that varies; everything else is literal. A placeholder in
+    `known` ({placeholder: text}) stands for that text."""
+    def part_regex(part):
+        if part in (known or {}):
+            return re.escape(known[part])
+        return ".+" if part.startswith("<") else re.escape(part)
+    return "".join(part_regex(part) for part in re.split(r"(<[^>]+>)", template))
 
 
 def test_docs_table_lists_exactly_the_tested_cases():
@@ -441,7 +485,10 @@ def test_bad_input_gets_the_documented_one_line_error_and_changes_nothing(case, 
         action()
     message = str(e.value)
     assert "\n" not in message
-    assert re.fullmatch(template_regex(docs_messages()[case]), message), message
+    template = docs_messages()[case]
+    named = set(re.findall(r"<(?:\w+ )?file>", template))
+    assert named <= set(ctx.known) and bool(named) == any(k.endswith("file>") for k in ctx.known)  # and which
+    assert re.fullmatch(template_regex(template, ctx.known), message), message
     assert snapshot(ctx.root) == before
 
 
@@ -610,6 +657,25 @@ def test_import_refuses_a_gzip_bomb_by_what_it_would_inflate_to(tmp_path, root, 
     source = write_folder(tmp_path / "downloads", {**files, IMAGES: gzip.compress(bytes(2**21))})  # 2 MiB in 2 kB
     message = refused(lambda: import_dataset(tiny_dataset(files), source, data_dir=root), root)
     assert message == f"{source / IMAGES}: decompresses to more than 1048576 bytes"
+
+
+def test_a_gzip_bomb_from_a_mirror_is_refused_by_what_it_would_inflate_to(server, root, monkeypatch):
+    """The same cap on a downloaded file, whose MD5 is the official one (a mirror serving a bomb as the
+    dataset): refused, unread beyond the cap, and nothing put in the cache."""
+    import bareprop.data.datasets as datasets
+
+    monkeypatch.setattr(datasets, "MAX_PAYLOAD", 2**20)
+    files = {**gz(tiny_payloads()), IMAGES: gzip.compress(bytes(2**21))}  # 2 MiB in 2 kB
+    url = server.serve("/bomb/", files)
+    message = refused(lambda: download_dataset(tiny_dataset(files, [url]), data_dir=root), root)
+    assert message == f"{url}{IMAGES}: decompresses to more than 1048576 bytes"
+
+
+def test_an_empty_file_from_a_mirror_is_refused_as_empty(server, root):
+    files = {**gz(tiny_payloads()), LABELS: b""}
+    url = server.serve("/empty/", files)
+    message = refused(lambda: download_dataset(tiny_dataset(files, [url]), data_dir=root), root)
+    assert message == f"{url}{LABELS}: empty file (0 bytes)"
 
 
 @contextlib.contextmanager
