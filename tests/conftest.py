@@ -1,5 +1,7 @@
 """Fixtures shared by the tests: an isolated data cache, a loopback server, MNIST loaded once, one CLI run."""
 
+import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -10,6 +12,15 @@ import pytest
 from loopback import Server
 
 import bareprop as bp
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under mutmut (scripts/mutation.sh), the fastest tests first: a mutant is killed by the first test
+    that fails, so the mutants the tests kill take seconds, not the minutes of every test that reaches them."""
+    stats = Path("mutmut-stats.json")  # written by mutmut's first pass, in the folder it runs the tests from
+    if "MUTANT_UNDER_TEST" in os.environ and stats.is_file():
+        durations = json.loads(stats.read_text())["duration_by_test"]
+        items.sort(key=lambda item: durations.get(item.nodeid, 0.0))
 
 
 @pytest.fixture

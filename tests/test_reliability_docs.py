@@ -130,6 +130,8 @@ def raised(action, folder=RUN):
 def signal_self(signum):
     """Send this process `signum`, as Ctrl-C or `kill` would: Python raises in the main thread at once."""
     expected = {signal.SIGINT: "default_int_handler", signal.SIGTERM: "_terminated"}[signum]
+    if signum == signal.SIGINT and signal.getsignal(signum) == signal.SIG_IGN:  # a runner that ignores Ctrl-C
+        signal.signal(signum, signal.default_int_handler)  # (mutmut's workers): Python's own, as in a terminal
     handler = signal.getsignal(signum)
     assert getattr(handler, "__name__", None) == expected, f"{signum!r} is handled by {handler!r}"
     os.kill(os.getpid(), signum)
