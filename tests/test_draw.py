@@ -31,7 +31,9 @@ def trained(tmp_path_factory):
 def every_kind(tmp_path_factory):
     """A float64 net with every layer kind bareprop has, its weights random (read only)."""
     rng = np.random.default_rng(1)
-    layers = [bp.Linear(784, 24, rng=rng, dtype=np.float64), bp.LeakyReLU(0.1), bp.Dropout(0.5, rng=rng),
+    layers = [bp.Reshape((1, 28, 28)), bp.Conv2d(1, 3, 5, stride=2, padding=1, rng=rng, dtype=np.float64),  # (3, 13, 13)
+              bp.ReLU(), bp.MaxPool2d(3, stride=2), bp.Conv2d(3, 2, 2, rng=rng, dtype=np.float64),  # (3, 6, 6), (2, 5, 5)
+              bp.Flatten(), bp.Linear(50, 24, rng=rng, dtype=np.float64), bp.LeakyReLU(0.1), bp.Dropout(0.5, rng=rng),
               bp.Linear(24, 16, rng=rng, dtype=np.float64), bp.Sigmoid(),
               bp.Linear(16, 14, rng=rng, dtype=np.float64), bp.Tanh(),
               bp.Linear(14, 12, rng=rng, dtype=np.float64), bp.GELU(),
@@ -51,7 +53,8 @@ def embedded_model(text):
     for layer in model["layers"]:
         if "W" in layer:
             raw = np.frombuffer(base64.b64decode(layer["W"]), dtype=np.dtype(model["dtype"]).newbyteorder("<"))
-            layer["W"] = raw.reshape(layer["in"] + 1, layer["out"])
+            outputs = layer.get("out", layer.get("out_channels"))  # a Linear's or a Conv2d's columns
+            layer["W"] = raw.reshape(-1, outputs)
     return model
 
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 import bareprop
 from bareprop import Linear, SoftmaxCrossEntropy, gradcheck, one_hot, torch_check
-from bareprop.check.references import REFERENCES
+from bareprop.check.references import REFERENCES, input_shape
 from bareprop.core.layers import LAYERS
 from bareprop.core.losses import LOSSES
 
@@ -22,10 +22,12 @@ shapes = given(batch=st.integers(1, 6), width=st.integers(1, 9), seed=st.integer
 few = settings(max_examples=15, deadline=None)
 
 
-def example_of(cls, width, seed):
-    """A small example of cls from its registry entry, and the generator it was drawn from."""
+def example_of(cls, batch, width, seed):
+    """A small example of cls from its registry entry, the shape of its inputs ((batch, width), or
+    (batch, C, H, W) for a layer on images) and the generator they were drawn from."""
     rng = np.random.default_rng(seed)
-    return REFERENCES[cls].build(width, rng), rng
+    layer = REFERENCES[cls].build(width, rng)
+    return layer, input_shape(layer, batch, width, rng), rng
 
 
 def test_every_layer_and_loss_has_a_reference_and_every_reference_a_layer_or_loss():
@@ -54,8 +56,8 @@ def test_every_exported_layer_and_loss_is_in_layers_or_losses():
 @shapes
 @example(batch=1, width=1, seed=0)
 def test_shapes(cls, batch, width, seed):
-    layer, rng = example_of(cls, width, seed)
-    X = rng.normal(size=(batch, width)).astype(np.float32)
+    layer, shape, rng = example_of(cls, batch, width, seed)
+    X = rng.normal(size=shape).astype(np.float32)
     targets = REFERENCES[cls].targets
     if targets is None:
         out = layer(X)  # (B, O)
@@ -64,7 +66,7 @@ def test_shapes(cls, batch, width, seed):
         out, loss = layer(X, targets(X.shape, rng).astype(np.float32))  # (B, K), ()
         assert np.shape(loss) == () and np.isfinite(loss)
         grad = np.ones_like(X)  # (B, K), as NeuralNet calls it
-    assert out.ndim == 2 and out.shape[0] == batch and out.dtype == np.float32
+    assert out.ndim in (2, 4) and out.shape[0] == batch and out.dtype == np.float32
     dX = layer.bp_input(grad)
     assert dX.shape == X.shape and dX.dtype == np.float32
     if hasattr(layer, "bp_param"):
@@ -80,8 +82,8 @@ def test_shapes(cls, batch, width, seed):
 @example(batch=1, width=1, seed=0)
 @example(batch=3, width=7, seed=1)
 def test_gradients_match_finite_differences(cls, batch, width, seed):
-    layer, rng = example_of(cls, width, seed)
-    result = gradcheck(layer, (batch, width), rng=rng)
+    layer, shape, rng = example_of(cls, batch, width, seed)
+    result = gradcheck(layer, shape, rng=rng)
     assert result.ok, result.message
 
 
@@ -94,8 +96,8 @@ def test_gradients_match_finite_differences(cls, batch, width, seed):
 @example(batch=1, width=1, seed=0)
 @example(batch=5, width=3, seed=2)
 def test_forward_and_gradients_match_pytorch(cls, batch, width, seed):
-    layer, rng = example_of(cls, width, seed)
-    result = torch_check(layer, (batch, width), rng=rng)
+    layer, shape, rng = example_of(cls, batch, width, seed)
+    result = torch_check(layer, shape, rng=rng)
     assert result.ok, result.message
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import bareprop as bp
-from bareprop.check.references import REFERENCES
+from bareprop.check.references import REFERENCES, input_shape
 from bareprop.core.layers import LAYERS
 from bareprop.core.losses import LOSSES
 from bareprop.experiment.modelfile import net_spec
@@ -148,9 +148,18 @@ def test_a_failed_save_leaves_the_old_file(tmp_path):
 # --- every layer and loss comes back from its spec -------------------------------------------
 
 def in_a_net(example, rng):
-    """A Sequential holding `example` (a layer of width 4 or a loss), and the index of the example's layer."""
+    """A Sequential taking rows of 4 numbers that holds `example` (a layer of width 4, a layer on images
+    or a loss), and the index of the example's layer."""
     if example.__class__ in LOSSES:
         return bp.Sequential([bp.Linear(4, 3, rng=rng)], loss=example), None
+    if isinstance(example, bp.Reshape):  # rows of any width into images, then back into rows
+        return bp.Sequential([example, bp.Flatten(), bp.Linear(example.in_features, 3, rng=rng)]), 0
+    shape = input_shape(example, 1, 4, rng)
+    if len(shape) == 4:  # a layer on images: between rows made images and images made rows
+        width = example(np.zeros(shape, np.float32)).size  # what it gives one example
+        rows_in = bp.Reshape(shape[1:])
+        layers = [rows_in, example] + ([] if isinstance(example, bp.Flatten) else [bp.Flatten()])
+        return bp.Sequential([*layers, bp.Linear(width, 3, rng=rng)]), 1
     if hasattr(example, "W"):
         return bp.Sequential([example]), 0
     return bp.Sequential([bp.Linear(4, 4, rng=rng), example, bp.Linear(4, 3, rng=rng)]), 1
@@ -168,7 +177,7 @@ def test_every_layer_and_loss_round_trips_through_its_spec(tmp_path, cls):
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         spec = json.loads(str(archive["spec"]))
     assert (spec["loss"] if i is None else spec["layers"][i]) == {"type": cls.__name__, **example.spec()}
-    X = rng.normal(size=(5, 4)).astype(np.float32)
+    X = rng.normal(size=(5, net.sizes[0])).astype(np.float32)
     np.testing.assert_array_equal(loaded.predict_proba(X), net.predict_proba(X))
 
 
@@ -187,6 +196,8 @@ def refused_layer(tmp_path, layer):
     {"type": "LeakyReLU", "slope": float("inf")},
     {"type": "Dropout", "p_drop": float("-inf")},
     {"type": "Linear", "in": 6, "out": float("nan")},
+    {"type": "Reshape", "shape": [1, float("nan"), 3]},
+    {"type": "Reshape", "shape": [1, "2", 3]},
 ])
 def test_a_nan_or_infinite_number_in_a_spec_is_refused(tmp_path, bad):
     path, message = refused_layer(tmp_path, bad)

@@ -5,6 +5,7 @@ The public API is exactly the names below; everything else is private.
 
 from .core.init import he_uniform, xavier_uniform
 from .core.layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
+from .core.conv import Conv2d, Flatten, MaxPool2d, Reshape, col2im, im2col
 from .core.losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy, log_softmax, sigmoid, softmax
 from .core.net import NeuralNet, Sequential, one_hot
 from .core.optim import SGD, Adam, AdamW, CosineDecay, LinearWarmup, StepDecay
@@ -26,11 +27,13 @@ __all__ = [
     "Adam",
     "AdamW",
     "ConfigError",
+    "Conv2d",
     "CosineDecay",
     "DATASETS",
     "DataError",
     "Dataset",
     "Dropout",
+    "Flatten",
     "GELU",
     "GradcheckResult",
     "History",
@@ -40,10 +43,12 @@ __all__ = [
     "Linear",
     "LinearWarmup",
     "MSE",
+    "MaxPool2d",
     "ModelFileError",
     "NeuralNet",
     "ReLU",
     "ReportError",
+    "Reshape",
     "RunConfig",
     "RunInterrupted",
     "RunResult",
@@ -57,10 +62,12 @@ __all__ = [
     "TensorCheck",
     "TrainingDiverged",
     "build_report",
+    "col2im",
     "confusion_matrix",
     "download_dataset",
     "gradcheck",
     "he_uniform",
+    "im2col",
     "import_dataset",
     "load",
     "load_dataset",

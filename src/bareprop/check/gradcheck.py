@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .references import REFERENCES
+from .references import REFERENCES, input_shape
 
 
 # --- results --------------------------------------------------------------------------
@@ -120,8 +120,8 @@ def _float64_copy(layer):
     return layer
 
 
-def _input(inputs, rng):  # a shape (B, I) or an array -> float64 (B, I)
-    if np.ndim(inputs) == 1:  # a shape: layers take 2-D inputs, so a flat sequence can only be one
+def _input(inputs, rng):  # a shape (B, I) or (B, C, H, W), or an array -> float64, that shape
+    if np.ndim(inputs) == 1:  # a shape: layers take 2-D or 4-D inputs, so a flat sequence can only be one
         X = rng.normal(size=inputs)  # (B, I)
         X[np.abs(X) < 1e-3] = 0.5  # keep every element off a kink at 0 (ReLU) by far more than the step
         return X
@@ -270,7 +270,8 @@ def check_registered(shape, *, rng, with_torch=True):
     results = []
     for reference in REFERENCES.values():
         layer = reference.build(shape[1], rng)
-        results.append(gradcheck(layer, shape, rng=rng))
+        inputs = input_shape(layer, *shape, rng)  # (B, I), or (B, C, H, W) for a layer on images
+        results.append(gradcheck(layer, inputs, rng=rng))
         if with_torch:
-            results.append(torch_check(layer, shape, rng=rng))
+            results.append(torch_check(layer, inputs, rng=rng))
     return results

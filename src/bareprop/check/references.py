@@ -11,6 +11,9 @@ missing, or an entry names a class that is in neither):
                           on X, so a layer that draws randomness can hand PyTorch the mask it drew.
     targets(shape, rng)   losses only: targets Y for inputs of `shape`. A loss's `torch` is called
                           as torch(loss, X, Y) and returns (out, the batch *sum* of the losses).
+    inputs(layer, B, width, rng)
+                          layers on images only: the shape of the inputs the example `layer` takes,
+                          such as (B, C, H, W); the others take (B, width). See input_shape.
 
 The harness (gradcheck.py) finds a layer's entry here, the tests (tests/test_layers.py), the
 `bareprop gradcheck` command and the docs walk this registry: adding a layer means adding one entry
@@ -25,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape
 from ..core.layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..core.losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from ..core.net import one_hot
@@ -37,6 +41,16 @@ class Reference:
     build: Callable  # (width, rng) -> layer taking (B, width)
     torch: Callable  # (layer, X, W) -> out;  for a loss: (loss, X, Y) -> (out, summed loss)
     targets: Callable | None = None  # losses only: (shape, rng) -> Y
+    inputs: Callable | None = None  # layers on images only: (layer, B, width, rng) -> the input's shape
+
+
+def input_shape(layer, B, width, rng):
+    """The shape of the inputs the registered example `layer` takes: (B, width), or, for a layer on
+    images, the (B, C, H, W) its entry draws from rng (`width` is then the smallest height it may draw)."""
+    reference = next((REFERENCES[cls] for cls in type(layer).__mro__ if cls in REFERENCES), None)
+    if reference is None or reference.inputs is None:
+        return (B, width)
+    return reference.inputs(layer, B, width, rng)
 
 
 # --- layers: (layer, X, W) -> out ----------------------------------------------------------
@@ -81,6 +95,63 @@ def _torch_dropout(layer, X, W):  # (B, I) -> (B, I)
     import torch
 
     return X * torch.from_numpy(layer.mask)  # the very mask the layer drew on this X, 0 or 1 / (1 - p)
+
+
+# --- layers on images: (layer, X, W) -> out, X (B, C, H, W) ----------------------------------
+
+def _torch_conv2d(layer, X, W):  # (B, C, H, W), (C*k*k+1, O) -> (B, O, Ho, Wo)
+    import torch.nn.functional as F
+
+    k = layer.kernel_size
+    weight = W[:-1].T.reshape(layer.out_channels, layer.in_channels, k, k)  # PyTorch's (O, C, k, k): W's rows are (c, di, dj)
+    return F.conv2d(X, weight, W[-1], stride=layer.stride, padding=layer.padding)
+
+
+def _torch_max_pool2d(layer, X, W):  # (B, C, H, W) -> (B, C, Ho, Wo)
+    import torch.nn.functional as F
+
+    return F.max_pool2d(X, layer.kernel_size, layer.stride)
+
+
+def _torch_flatten(layer, X, W):  # (B, C, H, W) -> (B, C*H*W)
+    return X.flatten(1)
+
+
+def _torch_reshape(layer, X, W):  # (B, C*H*W) -> (B, C, H, W)
+    return X.reshape(len(X), *layer.shape)
+
+
+def _image_side(k, padding, width, rng):  # a height or width a k x k window padded by `padding` fits in
+    return max(1, k - 2 * padding) + int(rng.integers(0, 4)) + width % 3  # odd and even, square or not
+
+
+def _conv2d_example(width, rng):
+    k, padding = int(rng.integers(1, 6)), int(rng.integers(0, 3))
+    return Conv2d(int(rng.integers(1, 4)), int(rng.integers(1, 4)), k, stride=int(rng.integers(1, 4)),
+                  padding=padding, rng=rng)
+
+
+def _conv2d_inputs(layer, B, width, rng):  # -> (B, C, H, W)
+    side = lambda: _image_side(layer.kernel_size, layer.padding, width, rng)  # noqa: E731
+    return (B, layer.in_channels, side(), side())
+
+
+def _max_pool2d_example(width, rng):
+    k = int(rng.integers(1, 4))
+    return MaxPool2d(k, stride=int(rng.integers(1, 4)))
+
+
+def _max_pool2d_inputs(layer, B, width, rng):  # -> (B, C, H, W)
+    side = lambda: _image_side(layer.kernel_size, 0, width, rng)  # noqa: E731
+    return (B, int(rng.integers(1, 4)), side(), side())
+
+
+def _flatten_inputs(layer, B, width, rng):  # -> (B, C, H, W)
+    return (B, int(rng.integers(1, 4)), int(rng.integers(1, 5)), max(1, width % 5))
+
+
+def _reshape_inputs(layer, B, width, rng):  # -> (B, C*H*W)
+    return (B, layer.in_features)
 
 
 # --- losses: (loss, X, Y) -> (out, the batch sum of the losses), and their targets ------------
@@ -145,6 +216,26 @@ REFERENCES = {
     Dropout: Reference(
         build=lambda width, rng: Dropout(0.3, rng=np.random.default_rng(int(rng.integers(2**32)))),
         torch=_torch_dropout,
+    ),
+    Conv2d: Reference(
+        build=_conv2d_example,
+        torch=_torch_conv2d,
+        inputs=_conv2d_inputs,
+    ),
+    MaxPool2d: Reference(
+        build=_max_pool2d_example,
+        torch=_torch_max_pool2d,
+        inputs=_max_pool2d_inputs,
+    ),
+    Flatten: Reference(
+        build=lambda width, rng: Flatten(),
+        torch=_torch_flatten,
+        inputs=_flatten_inputs,
+    ),
+    Reshape: Reference(
+        build=lambda width, rng: Reshape((int(rng.integers(1, 4)), int(rng.integers(1, 5)), max(1, width % 5))),
+        torch=_torch_reshape,
+        inputs=_reshape_inputs,
     ),
     SoftmaxCrossEntropy: Reference(
         build=lambda width, rng: SoftmaxCrossEntropy(),

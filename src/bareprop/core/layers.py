@@ -204,5 +204,8 @@ class Dropout:
         return dX
 
 
-LAYERS = (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Dropout)  # every layer bareprop has: model files, checks
+from .conv import Conv2d, Flatten, MaxPool2d, Reshape  # noqa: E402  the next chapter: layers on images
+
+LAYERS = (Linear, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Dropout,  # every layer bareprop has: model files, checks
+          Conv2d, MaxPool2d, Flatten, Reshape)
 ACTIVATIONS = (ReLU, LeakyReLU, Sigmoid, Tanh, GELU)  # what a NeuralNet (and --activation) can put between Linears

@@ -36,11 +36,24 @@ def _inference_copy(layer):
     return layer
 
 
+def _feeds(a, b):
+    """Whether weighted layer `a` can feed `b` as far as their declared widths say: a Linear's out_features
+    is the next Linear's in_features, a Conv2d's out_channels the next Conv2d's in_channels (between a
+    Conv2d and a Linear the width depends on the image's size: the Linear's forward checks it)."""
+    for out, into in (("out_features", "in_features"), ("out_channels", "in_channels")):
+        if hasattr(a, out) and hasattr(b, into):
+            return getattr(a, out) == getattr(b, into), getattr(a, out), getattr(b, into)
+    return True, None, None
+
+
 class Sequential:
     """Layers applied in order, then a loss (fused softmax + cross-entropy unless given).
 
-    The layers with weights (those with a `W`, such as Linear) must chain: each one's
-    out_features is the next one's in_features; the last one's is the number of classes.
+    The net takes flat rows (B, I): its first layer with an `in_features` (a Linear, or a Reshape that
+    turns rows into images for convolutions) comes before any other layer with weights, and gives I.
+    The layers with weights (those with a `W`) must chain: a Linear's out_features is the next Linear's
+    in_features (a Conv2d's out_channels the next one's in_channels); the last is a Linear, whose
+    out_features are the classes.
     `lr` is the post's sugar for its plain SGD: the step of gradient_descent(), and of the SGD
     that train() uses when it is given no optimizer. An optimizer passed to train() owns its own lr.
     """
@@ -51,8 +64,13 @@ class Sequential:
         if not weighted:
             raise ValueError(f"{type(self).__name__}: needs at least one layer with weights, got {layers}")
         for a, b in zip(weighted, weighted[1:]):
-            if a.out_features != b.in_features:
-                raise ValueError(f"{type(self).__name__}: {a!r} cannot feed {b!r}: {a.out_features} != {b.in_features}")
+            fits, out, into = _feeds(a, b)
+            if not fits:
+                raise ValueError(f"{type(self).__name__}: {a!r} cannot feed {b!r}: {out} != {into}")
+        first = next((layer for layer in layers if hasattr(layer, "in_features")), None)  # where the rows go in
+        if first is None or layers.index(first) > layers.index(weighted[0]) or not hasattr(weighted[-1], "out_features"):
+            raise ValueError(f"{type(self).__name__}: needs a Linear or a Reshape before any other layer with weights, "
+                             f"and a Linear as the last, got {layers}")
         dtypes = {layer.W.dtype for layer in weighted}
         if len(dtypes) > 1:
             raise ValueError(f"{type(self).__name__}: all weights must share one dtype, got {sorted(map(str, dtypes))}")
@@ -60,7 +78,7 @@ class Sequential:
             raise ValueError(f"{type(self).__name__}: lr must be positive, got {lr}")
         self.layers, self.lr, self.dtype = layers, lr, dtypes.pop()
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
-        self.sizes = (weighted[0].in_features, *(layer.out_features for layer in weighted))
+        self.sizes = (first.in_features, *(layer.out_features for layer in weighted if hasattr(layer, "out_features")))
 
     def __repr__(self):
         return f"{type(self).__name__}({', '.join(map(repr, self.layers))}, {self.loss!r})"
@@ -80,7 +98,7 @@ class Sequential:
 
     def check_inputs(self, X, y):
         """Raise a ValueError naming the layer and both shapes unless X is (N, I) and y is (N,) of valid classes."""
-        first = next(layer for layer in self.layers if hasattr(layer, "W"))
+        first = next(layer for layer in self.layers if hasattr(layer, "in_features"))
         _check_width(first, X, self.sizes[0])
         self._check_labels(X, y)
 

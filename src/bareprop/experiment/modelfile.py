@@ -209,13 +209,15 @@ def _parse_spec(archive, info, fail):
 
 
 def _bad_setting(settings):
-    """The name of the first setting that is not a string or a finite number, or None if all are."""
-    for name, value in settings.items():
-        if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # not null, a list, true/false
-            return name
-        if isinstance(value, float) and not math.isfinite(value):  # NaN, Infinity: JSON that Python reads
-            return name
-    return None
+    """The name of the first setting that is not a string, a finite number or a list of finite numbers
+    (Reshape's shape), or None if all are."""
+    def bad(value, inner=False):
+        if isinstance(value, list) and not inner:
+            return any(bad(v, True) or isinstance(v, str) for v in value)
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # not null, a dict, true/false
+            return True
+        return isinstance(value, float) and not math.isfinite(value)  # NaN, Infinity: JSON that Python reads
+    return next((name for name, value in settings.items() if bad(value)), None)
 
 
 def _placeholder(rng, fan_in, fan_out, dtype):

@@ -1,7 +1,7 @@
 """draw.html: one self-contained page where you draw a digit and a saved net classifies it as you draw.
 
 The page is the template draw.html (beside this file) with the model put in place of __MODEL__:
-its layers, and each Linear's W (I+1, O), the bias its last row, as base64 of the model's own dtype
+its layers, and each Linear's (or Conv2d's) W, (I+1, O), the bias its last row, as base64 of the model's own dtype
 (little-endian), so the page multiplies by exactly the file's numbers. Its JavaScript does what
 `bareprop predict` does to a picture (mnist_digit of data/digits.py, Pillow's Lanczos resize
 included), then the forward pass: one small function per layer kind, then softmax. No server, no
@@ -17,7 +17,8 @@ from ..data.digits import SIDE
 from ..files import atomic_write
 
 TEMPLATE = Path(__file__).with_name("draw.html")
-KINDS = ("Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Dropout")  # the layers draw.html has a function for
+KINDS = ("Linear", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Dropout",  # the layers draw.html has a function for
+         "Conv2d", "MaxPool2d", "Flatten", "Reshape")
 
 
 class DrawError(ValueError):
@@ -38,8 +39,8 @@ def page_model(net):
     layers = []
     for layer in net.layers:
         entry = {"type": type(layer).__name__, **layer.spec()}
-        if hasattr(layer, "W"):
-            entry["W"] = base64.b64encode(layer.W.astype(little_endian).tobytes()).decode("ascii")  # (I+1, O) row-major
+        if hasattr(layer, "W"):  # (I+1, O) row-major; a Conv2d's I is C*k*k
+            entry["W"] = base64.b64encode(layer.W.astype(little_endian).tobytes()).decode("ascii")
         layers.append(entry)
     return {"dtype": net.dtype.name, "layers": layers}
 

@@ -1,0 +1,211 @@
+"""Convolutions, the post's way: a convolution is the post's Linear, applied to every patch.
+
+Cut the input into patches (im2col), append the ones column, multiply by W: that is Conv2d's forward.
+bp_param is the post's `X.T @ grad` with the patches as X; bp_input is the post's `grad @ W[:-1].T`,
+one row per patch, added back onto the image where each patch came from (col2im, the adjoint of
+im2col). Nothing is new but the bookkeeping; docs/derivations.md works it through on a 4x4 image.
+
+Shape glossary, as in layers.py (B batch, O output width: here the output channels), and:
+    C       input channels
+    H, W    input height and width (`W` alone, as everywhere, is the weight matrix)
+    k       the kernel's (and a pooling window's) side: square windows
+    s, p    stride and zero padding
+    Ho, Wo  output height and width: Ho = (H + 2p - k) // s + 1, Wo alike
+    N       B * Ho * Wo: the number of patches, one row each
+    F       C * k * k: the numbers in one patch, ordered (channel, kernel row, kernel column)
+
+Every layer here has __call__, bp_input (and Conv2d bp_param) and spec(), like those of layers.py,
+and is registered in its LAYERS.
+"""
+
+import numpy as np
+
+from .init import xavier_uniform
+
+
+def out_size(size, k, stride, padding):
+    """The output height (or width) of a window of side k slid over `size` numbers padded by `padding`."""
+    return (size + 2 * padding - k) // stride + 1
+
+
+def im2col(X, k, stride=1, padding=0):  # (B, C, H, W) -> (N, F)
+    """Every k x k patch of X (zero-padded by `padding`, taken every `stride` pixels) as one row.
+
+    Row b*Ho*Wo + i*Wo + j holds the patch whose top-left corner is (i*s, j*s) in example b's padded
+    image, its numbers in (channel, kernel row, kernel column) order: the order of W's rows in Conv2d.
+    """
+    B, C, H, Wd = X.shape
+    Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
+    Xp = np.pad(X, ((0, 0), (0, 0), (padding, padding), (padding, padding)))  # (B, C, H+2p, W+2p)
+    sb, sc, sh, sw = Xp.strides
+    # A view, no copy: patches[b, i, j, c, di, dj] is Xp[b, c, i*s + di, j*s + dj]. Stepping i moves
+    # s rows down, stepping di one row down; the same for j, dj along a row.
+    patches = np.lib.stride_tricks.as_strided(
+        Xp, shape=(B, Ho, Wo, C, k, k), strides=(sb, stride * sh, stride * sw, sc, sh, sw), writeable=False)
+    return patches.reshape(B * Ho * Wo, C * k * k)  # (N, F): the copy, one patch a row
+
+
+def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)
+    """The adjoint of im2col: each row's numbers added back where im2col took them from.
+
+    Where patches overlap (stride < k) a pixel is in several rows, so it receives the sum of their
+    numbers; the padding's share is dropped. One slice-add per kernel offset (di, dj), none per pixel.
+    """
+    B, C, H, Wd = shape
+    Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
+    patches = cols.reshape(B, Ho, Wo, C, k, k)  # (B, Ho, Wo, C, k, k), as im2col laid them out
+    Xp = np.zeros((B, C, H + 2 * padding, Wd + 2 * padding), dtype=cols.dtype)  # (B, C, H+2p, W+2p)
+    for di in range(k):
+        for dj in range(k):
+            # every patch's number at offset (di, dj) goes to pixel (i*s + di, j*s + dj): distinct
+            # pixels for distinct (i, j), so one += per offset adds them all
+            Xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
+                patches[:, :, :, :, di, dj].transpose(0, 3, 1, 2)  # (B, C, Ho, Wo)
+    return Xp[:, :, padding:padding + H, padding:padding + Wd]  # (B, C, H, W)
+
+
+def _check_image(layer, X, channels=None):
+    """Raise a ValueError naming the layer and the shape unless X is (B, C, H, W) (with C = channels)."""
+    if X.ndim != 4 or (channels is not None and X.shape[1] != channels):
+        want = f"(B, {channels}, H, W)" if channels is not None else "(B, C, H, W)"
+        raise ValueError(f"{layer}: expected input of shape {want}, got {X.shape}")
+
+
+def _check_fits(layer, X, k, padding):
+    if X.shape[2] + 2 * padding < k or X.shape[3] + 2 * padding < k:
+        raise ValueError(f"{layer}: a {k}x{k} window does not fit in an input of shape {X.shape}"
+                         + (f" padded by {padding}" if padding else ""))
+
+
+class Conv2d:
+    """2-D convolution (cross-correlation, as in PyTorch), out = [patches, 1] @ W for every patch.
+
+    W is (C*k*k + 1, O): one column per output channel (a filter), its rows in (channel, kernel row,
+    kernel column) order with the bias as the last row: the post's Linear with a patch as its input.
+    PyTorch's weight (O, C, k, k) is W[:-1].T reshaped, its bias W[-1]. `init` is an initialiser of
+    bareprop.init, called as for a Linear of C*k*k inputs.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, *, rng, dtype=np.float32,
+                 init=xavier_uniform):
+        if min(in_channels, out_channels, kernel_size, stride) < 1 or padding < 0:
+            raise ValueError(f"Conv2d: channels, kernel_size and stride must be positive and padding at least 0, got "
+                             f"{in_channels}, {out_channels}, {kernel_size}, {stride}, {padding}")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size, self.stride, self.padding = kernel_size, stride, padding
+        self.W = init(rng, in_channels * kernel_size**2 + 1, out_channels, dtype)  # (F+1, O)
+
+    def __repr__(self):
+        return (f"Conv2d({self.in_channels}, {self.out_channels}, {self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding})")
+
+    def spec(self):
+        return {"in_channels": int(self.in_channels), "out_channels": int(self.out_channels),
+                "kernel_size": int(self.kernel_size), "stride": int(self.stride), "padding": int(self.padding)}
+
+    def __call__(self, X):  # (B, C, H, W) -> (B, O, Ho, Wo)
+        _check_image(self, X, self.in_channels)
+        _check_fits(self, X, self.kernel_size, self.padding)
+        B, _, H, Wd = X.shape
+        Ho, Wo = out_size(H, self.kernel_size, self.stride, self.padding), out_size(Wd, self.kernel_size,
+                                                                                    self.stride, self.padding)
+        self.in_shape = X.shape  # kept for bp_input
+        cols = im2col(X, self.kernel_size, self.stride, self.padding)  # (N, F)
+        ones = np.ones((cols.shape[0], 1), dtype=X.dtype)  # (N, 1)
+        self.X = np.concatenate([cols, ones], axis=1)  # (N, F+1), kept for bp_param: the post's Linear input
+        out = self.X @ self.W  # (N, F+1) @ (F+1, O) = (N, O): one row per patch
+        return out.reshape(B, Ho, Wo, self.out_channels).transpose(0, 3, 1, 2)  # (B, O, Ho, Wo)
+
+    def _rows(self, grad):  # (B, O, Ho, Wo) -> (N, O)
+        """The gradient as one row per patch, in im2col's (b, i, j) order."""
+        return grad.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # (N, O)
+
+    def bp_input(self, grad):  # (B, O, Ho, Wo) -> (B, C, H, W)
+        dcols = self._rows(grad) @ self.W[:-1].T  # (N, O) @ (O, F) = (N, F); the bias row has no input
+        return col2im(dcols, self.in_shape, self.kernel_size, self.stride, self.padding)  # (B, C, H, W)
+
+    def bp_param(self, grad):  # (B, O, Ho, Wo) -> (F+1, O)
+        dW = self.X.T @ self._rows(grad)  # (F+1, N) @ (N, O) = (F+1, O), summed over every patch of the batch
+        return dW
+
+
+class MaxPool2d:
+    """Max pooling: each channel's k x k windows, taken every `stride` pixels (k by default), to their max.
+
+    The gradient goes to the element that was the max, the rest of its window getting 0; on a tie, to
+    the first of the tied elements in the window's row-major order (as np.argmax picks it, and PyTorch
+    on the CPU). Windows that overlap (stride < k) add up their gradients at a shared pixel.
+    """
+
+    def __init__(self, kernel_size, stride=None):
+        stride = kernel_size if stride is None else stride
+        if kernel_size < 1 or stride < 1:
+            raise ValueError(f"MaxPool2d: kernel_size and stride must be positive, got {kernel_size}, {stride}")
+        self.kernel_size, self.stride = kernel_size, stride
+
+    def __repr__(self):
+        return f"MaxPool2d({self.kernel_size}, stride={self.stride})"
+
+    def spec(self):
+        return {"kernel_size": int(self.kernel_size), "stride": int(self.stride)}
+
+    def __call__(self, X):  # (B, C, H, W) -> (B, C, Ho, Wo)
+        _check_image(self, X)
+        _check_fits(self, X, self.kernel_size, 0)
+        B, C, H, Wd = X.shape
+        k, s = self.kernel_size, self.stride
+        windows = im2col(X.reshape(B * C, 1, H, Wd), k, s)  # (B*C*Ho*Wo, k*k): each channel alone
+        self.in_shape = X.shape  # kept for bp_input
+        self.argmax = windows.argmax(axis=1)  # (B*C*Ho*Wo,): where each window's max is, kept for bp_input
+        return windows.max(axis=1).reshape(B, C, out_size(H, k, s, 0), out_size(Wd, k, s, 0))  # (B, C, Ho, Wo)
+
+    def bp_input(self, grad):  # (B, C, Ho, Wo) -> (B, C, H, W)
+        B, C, H, Wd = self.in_shape
+        dwindows = np.zeros((grad.size, self.kernel_size**2), dtype=grad.dtype)  # (B*C*Ho*Wo, k*k)
+        dwindows[np.arange(grad.size), self.argmax] = grad.reshape(-1)  # each window's gradient to its max
+        dX = col2im(dwindows, (B * C, 1, H, Wd), self.kernel_size, self.stride)  # (B*C, 1, H, W)
+        return dX.reshape(B, C, H, Wd)  # (B, C, H, W)
+
+
+class Flatten:
+    """(B, C, H, W) -> (B, C*H*W): images into the rows a Linear takes, in (channel, row, column) order."""
+
+    def __repr__(self):
+        return "Flatten()"
+
+    def spec(self):
+        return {}
+
+    def __call__(self, X):  # (B, C, H, W) -> (B, C*H*W)
+        _check_image(self, X)
+        self.in_shape = X.shape  # kept for bp_input
+        return X.reshape(len(X), -1)  # (B, C*H*W)
+
+    def bp_input(self, grad):  # (B, C*H*W) -> (B, C, H, W)
+        return grad.reshape(self.in_shape)  # (B, C, H, W)
+
+
+class Reshape:
+    """(B, C*H*W) -> (B, C, H, W): flat rows (MNIST's 784 pixels) into images, so that the post's data
+    feeds a convolutional net unchanged. `shape` is (C, H, W)."""
+
+    def __init__(self, shape):
+        shape = tuple(int(n) for n in shape)
+        if len(shape) != 3 or min(shape) < 1:
+            raise ValueError(f"Reshape: shape must be three positive sizes (C, H, W), got {shape}")
+        self.shape = shape
+        self.in_features = int(np.prod(shape))  # the width of the rows it takes, as a Linear's
+
+    def __repr__(self):
+        return f"Reshape({self.shape})"
+
+    def spec(self):
+        return {"shape": list(self.shape)}
+
+    def __call__(self, X):  # (B, C*H*W) -> (B, C, H, W)
+        if X.ndim != 2 or X.shape[1] != self.in_features:
+            raise ValueError(f"{self}: expected input of shape (B, {self.in_features}), got {X.shape}")
+        return X.reshape(len(X), *self.shape)  # (B, C, H, W)
+
+    def bp_input(self, grad):  # (B, C, H, W) -> (B, C*H*W)
+        return grad.reshape(len(grad), -1)  # (B, C*H*W)
