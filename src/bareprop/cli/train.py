@@ -10,7 +10,8 @@ import os
 from dataclasses import fields, replace
 
 from ..data.datasets import DATASETS
-from ..experiment.config import (ACTIVATION, HIDDEN, INIT, INPUTS, OPTIMIZERS, PATHS, SCHEDULES, RunConfig)
+from ..experiment.config import (ACTIVATION, HIDDEN, INIT, INPUTS, NET_HELP, NETS, OPTIMIZERS, PATHS, SCHEDULES,
+                                 RunConfig)
 from ..experiment.runner import load_data, resume_config, run
 from .args import UsageError, fraction, non_negative, positive, widths
 from .data import download_progress
@@ -79,6 +80,11 @@ def _add_model_flags(train, d):
     group.add_argument("--layers", type=widths, metavar="784,...,10",
                        help=f"all layer widths, from {INPUTS} inputs to the dataset's 10 classes, e.g. 784,256,128,10 "
                        "(instead of --hidden)")
+    group.add_argument("--net", metavar="SPEC",
+                       help=f"a convolutional net instead of the MLP, layer by layer on the 28x28 image, {NET_HELP} "
+                       f"({NETS['cnn']}); each conv keeps the size (padding kernel // 2) and is followed by the "
+                       "activation, each dense by the activation and dropout; a Linear to the classes ends it "
+                       "(instead of --hidden and --layers; see docs/running.md)")
     group.add_argument("--activation", choices=list(ACTIVATION),
                        help=f"activation after each hidden layer (default {d.activation}; leaky_relu has slope 0.01, "
                        "gelu is the tanh approximation)")
@@ -104,8 +110,8 @@ def run_config(args):
     """The flags given, over the settings of --config's run.json if given, over the defaults."""
     given = {name: value for name, value in vars(args).items() if name in SETTINGS}
     base = RunConfig.from_run_json(args.config_file) if args.config_file is not None else RunConfig()
-    if "layers" in given or "hidden" in given:  # the net's shape: the flag replaces the file's, whichever it was
-        base = replace(base, hidden=None, layers=None)
+    if {"layers", "hidden", "net"} & set(given):  # the net's shape: the flag replaces the file's, whichever it was
+        base = replace(base, hidden=None, layers=None, net=None)
     if given.get("optimizer", base.optimizer) != base.optimizer:  # the old optimizer's settings no longer apply
         base = replace(base, momentum=None, nesterov=False, weight_decay=None)
     return replace(base, **given)

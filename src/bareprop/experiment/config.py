@@ -23,6 +23,8 @@ MOMENTUM = 0.9  # optimizer "momentum" without a momentum
 ADAMW_DECAY = 0.01  # optimizer "adamw" without a weight decay
 SCHEDULES = ("none", "step", "cosine")
 PATHS = ("auto", "readable", "kernel")  # train()'s path
+NETS = {"cnn": "conv:16:5,pool:2,conv:32:5,pool:2,dense:128"}  # --net presets: the README's convolutional recipe
+NET_HELP = "such as conv:16:5,pool:2,dense:128 (conv:CHANNELS:KERNEL, pool:WINDOW, dense:WIDTH) or a preset: cnn"
 NOT_REPEATED = ("output", "data_dir", "offline")  # where a run writes and finds its data: from_run_json drops them
 SHOWN = ("quiet", "log_json")  # what the CLI showed: older run.json files record them; from_run_json ignores them
 
@@ -45,6 +47,7 @@ class RunConfig:
     lr: float = 0.001  # per example: the gradient is summed over the batch, as in the post
     hidden: int | None = None  # the post's net: 784 -> hidden -> ReLU -> 10
     layers: tuple | None = None  # or every width, e.g. (784, 256, 128, 10); then no hidden
+    net: str | None = None  # or a convolutional net on the 28x28 image, layer by layer (see parse_net); a preset name
     activation: str = "relu"  # after each hidden Linear: a name from core.layers.ACTIVATIONS
     init: str = "xavier"  # "xavier" or "he" (uniform)
     dropout: float = 0.0  # after each hidden activation, in training only
@@ -82,7 +85,9 @@ class RunConfig:
         """A checked copy with hidden, momentum and weight_decay filled in: what a run records."""
         return replace(
             self,
-            hidden=None if self.layers is not None else HIDDEN if self.hidden is None else self.hidden,
+            hidden=None if self.layers is not None or self.net is not None else HIDDEN if self.hidden is None
+            else self.hidden,
+            net=NETS.get(self.net, self.net),
             momentum=(MOMENTUM if self.momentum is None else self.momentum) if self.optimizer == "momentum" else None,
             weight_decay=((ADAMW_DECAY if self.optimizer == "adamw" else 0.0) if self.weight_decay is None
                           else self.weight_decay),
@@ -214,11 +219,17 @@ def _check(c):
             raise ConfigError(f"{name} must be one of {', '.join(names)}, got {getattr(c, name)!r}")
     if c.layers is not None and c.hidden is not None:
         raise ConfigError("give either hidden or layers, not both")
+    if c.net is not None and (c.layers is not None or c.hidden is not None):
+        raise ConfigError("give either net or hidden and layers, not both")
     classes = len(DATASETS[c.dataset].classes)
     if c.layers is not None and (c.layers[0] != INPUTS or c.layers[-1] != classes):
         raise ConfigError(f"layers must start at {INPUTS} (the pixels) and end at {classes} (the classes of "
                           f"{c.dataset}), got {','.join(map(str, c.layers))}")
-    if c.dropout and len(c.sizes) < 3:
+    if c.net is not None:
+        _net_shapes(c.net)  # every window fits
+        if c.dropout and "dense" not in [kind for kind, *_ in parse_net(c.net)]:
+            raise ConfigError(f"dropout needs a hidden layer: net {c.net} has no dense layer")
+    elif c.dropout and len(c.sizes) < 3:
         raise ConfigError(f"dropout needs a hidden layer: layers {','.join(map(str, c.sizes))} has none")
     for name, given in [("momentum", c.momentum is not None), ("nesterov", c.nesterov)]:
         if given and c.optimizer != "momentum":
@@ -230,10 +241,78 @@ def _check(c):
 # --- the objects a config describes ------------------------------------------------------------
 
 
+def parse_net(spec):
+    """A --net spec as its layers: "conv:16:5,pool:2,dense:128" -> [("conv", 16, 5), ("pool", 2), ("dense", 128)];
+    a preset name (NETS) as its spec. A ConfigError says what is wrong."""
+    if not isinstance(spec, str):
+        raise ConfigError(f"net must be a string, {NET_HELP}; got {spec!r}")
+    layers, arity = [], {"conv": 2, "pool": 1, "dense": 1}
+    for token in NETS.get(spec, spec).split(","):
+        kind, *numbers = token.strip().split(":")
+        if kind not in arity or len(numbers) != arity[kind] or not all(n.isdigit() and int(n) >= 1 for n in numbers):
+            raise ConfigError(f"net must be layers {NET_HELP}; got {token.strip()!r} in {spec!r}")
+        layers.append((kind, *map(int, numbers)))
+    kinds = [kind for kind, *_ in layers]
+    if "dense" in kinds and set(kinds[kinds.index("dense"):]) != {"dense"}:
+        raise ConfigError(f"net {spec!r}: a conv or pool after a dense layer (the dense layers come last)")
+    return layers
+
+
+def _net_shapes(spec):
+    """The (channels, side) of the image after each conv and pool layer of a --net spec, from the
+    (1, 28) of MNIST's: a convolution is padded by kernel // 2, so an odd kernel keeps the side. A
+    window that does not fit is a ConfigError."""
+    channels, side, shapes = 1, IMAGE_SIZE, []
+    for kind, *n in parse_net(spec):
+        if kind == "dense":
+            break
+        k = n[-1]
+        if k > side + (2 * (k // 2) if kind == "conv" else 0):
+            raise ConfigError(f"net {spec!r}: {kind}:{':'.join(map(str, n))} does not fit the {side}x{side} images "
+                              "the layers before it give")
+        channels, side = (n[0], side + 2 * (k // 2) - k + 1) if kind == "conv" else (channels, side // k)
+        shapes.append((channels, side))
+    return shapes or [(1, IMAGE_SIZE)]
+
+
+def _convolutional(config, rng):
+    """The --net the config gives: Reshape to (1, 28, 28), each conv (then the activation), pool and dense
+    (then the activation and dropout) in turn, a Linear to the classes."""
+    from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape
+    from ..core.layers import Dropout, Linear
+    from ..core.net import Sequential
+
+    activation, init = ACTIVATION[config.activation], INIT[config.init]
+    (channels, side), width = _net_shapes(config.net)[-1], None
+    layers, before = [Reshape((1, IMAGE_SIZE, IMAGE_SIZE))], 1
+    for kind, *n in parse_net(config.net):
+        if kind == "conv":
+            layers += [Conv2d(before, n[0], n[1], padding=n[1] // 2, rng=rng, init=init), activation()]
+            before = n[0]
+        elif kind == "pool":
+            layers.append(MaxPool2d(n[0]))
+        else:
+            if width is None:
+                layers.append(Flatten())
+                width = channels * side * side
+            layers += [Linear(width, n[0], rng=rng, init=init), activation()]
+            layers += [Dropout(config.dropout, rng=rng)] if config.dropout else []
+            width = n[0]
+    if width is None:
+        layers.append(Flatten())
+        width = channels * side * side
+    layers.append(Linear(width, len(DATASETS[config.dataset].classes), rng=rng, init=init))
+    return Sequential(layers, lr=config.lr)
+
+
 def build_net(config, rng):
-    """The network `config` describes; with the defaults, the post's NeuralNet((784, 32, 10)).
-    A net whose float32 weights alone would not fit in this machine's memory is a ConfigError."""
+    """The network `config` describes; with the defaults, the post's NeuralNet((784, 32, 10)); with a
+    `net`, the convolutional Sequential it gives. A net whose float32 weights alone would not fit in
+    this machine's memory is a ConfigError."""
     from ..core.net import NeuralNet
+
+    if config.net is not None:
+        return _convolutional(config, rng)
 
     weights = 4 * sum((i + 1) * o for i, o in zip(config.sizes, config.sizes[1:]))  # bytes, bias rows included
     memory = _physical_memory()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.conv import Conv2d
 from . import plot
 
 GALLERY = 24  # misclassified images shown
@@ -138,7 +139,7 @@ def write_report(out, net, history, manifest, X_test, y_test, *, pngs=None):
         "loss_accuracy": plot.history_chart(history),
         "confusion": plot.confusion_chart(confusion_matrix(y_test, predicted, net.num_classes)),
         "misclassified": plot.mistakes_chart(X_test, y_test, probs, count=GALLERY),
-        "weights": plot.weights_chart(net.params()[0], max_units=MAX_UNITS),
+        "weights": _weights_chart(net),
         "norms": plot.norms_chart(history, layers),
     }
     pngs = list(charts) if pngs is None else list(pngs)
@@ -148,9 +149,28 @@ def write_report(out, net, history, manifest, X_test, y_test, *, pngs=None):
         for name in pngs:
             atomic_write(out / f"{name}.png", vlc.svg_to_png(charts[name], scale=2))
     drawn = _draw_page(net, out / "draw.html")  # a page to try the model on your own digit, if it can run there
-    page = _page(charts, manifest, accuracy=float((predicted == y_test).mean()), pngs=pngs, draw=drawn)
+    page = _page(charts, manifest, accuracy=float((predicted == y_test).mean()), pngs=pngs, draw=drawn,
+                 captions={"weights": FILTERS} if isinstance(_first_weighted(net), Conv2d) else {})
     atomic_write(out / "report.html", page.encode("utf-8"))
     return out / "report.html"
+
+
+FILTERS = ("The first convolution's filters: each output channel's k x k weights (its input channels side by "
+           "side), the pattern it responds to: red where a bright pixel raises its output, blue where it lowers it.")
+
+
+def _first_weighted(net):
+    return next(layer for layer in net.layers if hasattr(layer, "W"))
+
+
+def _weights_chart(net):
+    """The first layer's weights as pictures: a Linear's rows as 28x28 images, a Conv2d's filters as k x k."""
+    first = _first_weighted(net)
+    if not isinstance(first, Conv2d):
+        return plot.weights_chart(first.W, max_units=MAX_UNITS)
+    C, k = first.in_channels, first.kernel_size
+    side_by_side = lambda w: w.reshape(C, k, k).transpose(1, 0, 2).reshape(k, C * k)  # noqa: E731  (F,) -> (k, C*k)
+    return plot.weights_chart(first.W, max_units=MAX_UNITS, picture=side_by_side, unit="filter")
 
 
 def _draw_page(net, path):
@@ -168,12 +188,12 @@ def _draw_page(net, path):
 # --- the page ------------------------------------------------------------------------------
 
 
-def _page(charts, manifest, *, accuracy, pngs, draw=False):
+def _page(charts, manifest, *, accuracy, pngs, draw=False, captions=None):
     config, versions = manifest["config"], manifest["versions"]
     settings = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(json.dumps(v))}</td></tr>"
                        for k, v in config.items())
     sections = "".join(
-        f'<section><h2>{html.escape(heading)}</h2><p>{html.escape(caption)}</p>'
+        f'<section><h2>{html.escape(heading)}</h2><p>{html.escape((captions or {}).get(name, caption))}</p>'
         f'<figure class="chart" id="{name}">{charts[name]}</figure>'
         + (f'<p class="png"><a href="{name}.png">{name}.png</a></p>' if name in pngs else "") + "</section>"
         for name, heading, caption in CHARTS

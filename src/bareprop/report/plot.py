@@ -204,14 +204,16 @@ def confusion_chart(confusion):  # (K, K) counts
 
 
 def _gallery(pictures, columns=8, lines=1, legend=""):
-    """Pictures in a grid, each (caption lines, tooltip, (SIDE, SIDE[, 3]) uint8 pixels)."""
+    """Pictures in a grid, each (caption lines, tooltip, (h, w[, 3]) uint8 pixels), each drawn in a box of an
+    MNIST image's size (SIDE * ZOOM)."""
     size, gap, above = SIDE * ZOOM, 18, 14 * lines + 4
     out = []
     for n, (captions, tooltip, pixels) in enumerate(pictures):
         x = 10 + (n % columns) * (size + gap)
         y = 8 + (n // columns) * (size + above + gap // 2)
         out += [text(x + size / 2, y + 11 + 14 * k, words) for k, words in enumerate(captions)]
-        big = pixels.repeat(ZOOM, axis=0).repeat(ZOOM, axis=1)  # (SIDE*ZOOM, SIDE*ZOOM[, 3]): crisp pixels anywhere
+        zoom = max(1, size // max(pixels.shape[:2]))  # ZOOM for an MNIST image, more for a small filter
+        big = pixels.repeat(zoom, axis=0).repeat(zoom, axis=1)  # (about SIDE*ZOOM square[, 3]): crisp pixels anywhere
         box = f'x="{x}" y="{y + above}" width="{size}" height="{size}"'
         out.append(f'<g><title>{escape(tooltip)}</title><image style="image-rendering:pixelated" {box} '
                    f'href="{png_data_uri(big)}"/><rect {box} fill="none" stroke="#ccc"/></g>')
@@ -250,13 +252,15 @@ def diverging(t):  # (...) in [-1, 1] -> (..., 3) uint8
     return np.round(white + np.abs(t) * (np.where(t < 0, blue, red) - white)).astype(np.uint8)
 
 
-def weights_chart(W, max_units=64):  # (P+1, H): the first Linear's weights, bias row last
-    """The weights into each hidden unit as the SIDE x SIDE image they respond to, red for positive,
-    blue for negative, on one scale for all units."""
+def weights_chart(W, max_units=64, picture=None, unit="unit"):  # (P+1, H): the first layer's weights, bias row last
+    """The weights into each hidden unit as the image they respond to (picture(w): (P,) -> (h, w); by
+    default the SIDE x SIDE image of a Linear on MNIST's pixels), red for positive, blue for negative,
+    on one scale for all units."""
+    picture = picture or (lambda w: w.reshape(SIDE, SIDE))
     units = W[:-1, :max_units].T  # (H', P): the input weights of each hidden unit
     bound = float(np.abs(units).max()) or 1.0
-    pictures = [([f"unit {i}"], f"unit {i}: weights from {w.min():.4f} to {w.max():.4f}",
-                 diverging(w / bound).reshape(SIDE, SIDE, 3)) for i, w in enumerate(units)]
+    pictures = [([f"{unit} {i}"], f"{unit} {i}: weights from {w.min():.4f} to {w.max():.4f}",
+                 diverging(picture(w) / bound)) for i, w in enumerate(units)]
     columns = 8
     width, height, body = _gallery(pictures, columns)
     bar = diverging(np.linspace(1, -1, 100)).reshape(100, 1, 3)  # (100, 1, 3): the colour scale, top to bottom
@@ -264,4 +268,4 @@ def weights_chart(W, max_units=64):  # (P+1, H): the first Linear's weights, bia
     legend = (text(x + 8, 20, "weight") + f'<image x="{x}" y="28" width="14" height="150" preserveAspectRatio="none" '
               f'href="{png_data_uri(bar)}"/>' + text(x + 20, 36, f"+{bound:.3f}", anchor="start") +
               text(x + 20, 107, "0", anchor="start") + text(x + 20, 182, f"\u2212{bound:.3f}", anchor="start"))
-    return svg(width + 80, max(height, 190), body + legend, f"first-layer weights of {len(units)} hidden units")
+    return svg(width + 80, max(height, 190), body + legend, f"first-layer weights of {len(units)} {unit}s")
