@@ -28,11 +28,13 @@ def out_size(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
-def im2col(X, k, stride=1, padding=0):  # (B, C, H, W) -> (N, F)
+def im2col(X, k, stride=1, padding=0, out=None):  # (B, C, H, W) -> (N, F)
     """Every k x k patch of X (zero-padded by `padding`, taken every `stride` pixels) as one row.
 
     Row b*Ho*Wo + i*Wo + j holds the patch whose top-left corner is (i*s, j*s) in example b's padded
     image, its numbers in (channel, kernel row, kernel column) order: the order of W's rows in Conv2d.
+    With `out`, a (B, Ho, Wo, F') array with F' >= F, the rows are written into out[..., :F] instead,
+    and that is returned as (B, Ho, Wo, F): Conv2d's ones column then needs no second copy.
     """
     B, C, H, Wd = X.shape
     Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
@@ -42,7 +44,11 @@ def im2col(X, k, stride=1, padding=0):  # (B, C, H, W) -> (N, F)
     # s rows down, stepping di one row down; the same for j, dj along a row.
     patches = np.lib.stride_tricks.as_strided(
         Xp, shape=(B, Ho, Wo, C, k, k), strides=(sb, stride * sh, stride * sw, sc, sh, sw), writeable=False)
-    return patches.reshape(B * Ho * Wo, C * k * k)  # (N, F): the copy, one patch a row
+    if out is None:
+        return patches.reshape(B * Ho * Wo, C * k * k)  # (N, F): the copy, one patch a row
+    rows = out[..., :C * k * k]  # (B, Ho, Wo, F), each row's numbers side by side in memory
+    rows.reshape(B, Ho, Wo, C, k, k)[...] = patches  # the copy, straight into place (splitting F keeps a view)
+    return rows
 
 
 def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)
@@ -53,14 +59,16 @@ def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)
     """
     B, C, H, Wd = shape
     Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
-    patches = cols.reshape(B, Ho, Wo, C, k, k)  # (B, Ho, Wo, C, k, k), as im2col laid them out
+    # column f = (c, di, dj) of every row: each column is one number of every patch. A view where cols
+    # is column-major (as Conv2d.bp_input makes it, so that each column is read in order), else a copy.
+    columns = cols.T.reshape(C, k, k, B, Ho, Wo)  # (C, k, k, B, Ho, Wo)
     Xp = np.zeros((B, C, H + 2 * padding, Wd + 2 * padding), dtype=cols.dtype)  # (B, C, H+2p, W+2p)
     for di in range(k):
         for dj in range(k):
             # every patch's number at offset (di, dj) goes to pixel (i*s + di, j*s + dj): distinct
             # pixels for distinct (i, j), so one += per offset adds them all
             Xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
-                patches[:, :, :, :, di, dj].transpose(0, 3, 1, 2)  # (B, C, Ho, Wo)
+                columns[:, di, dj].transpose(1, 0, 2, 3)  # (B, C, Ho, Wo)
     return Xp[:, :, padding:padding + H, padding:padding + Wd]  # (B, C, H, W)
 
 
@@ -110,9 +118,11 @@ class Conv2d:
         Ho, Wo = out_size(H, self.kernel_size, self.stride, self.padding), out_size(Wd, self.kernel_size,
                                                                                     self.stride, self.padding)
         self.in_shape = X.shape  # kept for bp_input
-        cols = im2col(X, self.kernel_size, self.stride, self.padding)  # (N, F)
-        ones = np.ones((cols.shape[0], 1), dtype=X.dtype)  # (N, 1)
-        self.X = np.concatenate([cols, ones], axis=1)  # (N, F+1), kept for bp_param: the post's Linear input
+        F = self.W.shape[0] - 1
+        patches = np.empty((B, Ho, Wo, F + 1), dtype=X.dtype)  # (B, Ho, Wo, F+1): a row per patch and a 1
+        im2col(X, self.kernel_size, self.stride, self.padding, out=patches)  # (B, Ho, Wo, F) of it: the patches
+        patches[..., F] = 1  # the ones column: the post's [X, 1]
+        self.X = patches.reshape(-1, F + 1)  # (N, F+1), kept for bp_param: the post's Linear input
         out = self.X @ self.W  # (N, F+1) @ (F+1, O) = (N, O): one row per patch
         return out.reshape(B, Ho, Wo, self.out_channels).transpose(0, 3, 1, 2)  # (B, O, Ho, Wo)
 
@@ -121,7 +131,8 @@ class Conv2d:
         return grad.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # (N, O)
 
     def bp_input(self, grad):  # (B, O, Ho, Wo) -> (B, C, H, W)
-        dcols = self._rows(grad) @ self.W[:-1].T  # (N, O) @ (O, F) = (N, F); the bias row has no input
+        dcols = (self.W[:-1] @ self._rows(grad).T).T  # ((F, O) @ (O, N)).T = (N, O) @ (O, F) = (N, F); the bias
+        # row has no input. Computed as its transpose, so that col2im reads each column in order.
         return col2im(dcols, self.in_shape, self.kernel_size, self.stride, self.padding)  # (B, C, H, W)
 
     def bp_param(self, grad):  # (B, O, Ho, Wo) -> (F+1, O)
@@ -134,7 +145,8 @@ class MaxPool2d:
 
     The gradient goes to the element that was the max, the rest of its window getting 0; on a tie, to
     the first of the tied elements in the window's row-major order (as np.argmax picks it, and PyTorch
-    on the CPU). Windows that overlap (stride < k) add up their gradients at a shared pixel.
+    on the CPU). Windows that overlap (stride < k) add up their gradients at a shared pixel. The windows
+    are handled element by element: element (di, dj) of every window is one strided slice of the image.
     """
 
     def __init__(self, kernel_size, stride=None):
@@ -149,22 +161,27 @@ class MaxPool2d:
     def spec(self):
         return {"kernel_size": int(self.kernel_size), "stride": int(self.stride)}
 
+    def _offsets(self, shape):
+        """For each element (di, dj) of a window, row by row: the slice of the image that holds that
+        element of every window (a strided view of (B, C, Ho, Wo))."""
+        k, s = self.kernel_size, self.stride
+        Ho, Wo = out_size(shape[2], k, s, 0), out_size(shape[3], k, s, 0)
+        return [(slice(None), slice(None), slice(di, di + s * Ho, s), slice(dj, dj + s * Wo, s))
+                for di in range(k) for dj in range(k)]
+
     def __call__(self, X):  # (B, C, H, W) -> (B, C, Ho, Wo)
         _check_image(self, X)
         _check_fits(self, X, self.kernel_size, 0)
-        B, C, H, Wd = X.shape
-        k, s = self.kernel_size, self.stride
-        windows = im2col(X.reshape(B * C, 1, H, Wd), k, s)  # (B*C*Ho*Wo, k*k): each channel alone
         self.in_shape = X.shape  # kept for bp_input
-        self.argmax = windows.argmax(axis=1)  # (B*C*Ho*Wo,): where each window's max is, kept for bp_input
-        return windows.max(axis=1).reshape(B, C, out_size(H, k, s, 0), out_size(Wd, k, s, 0))  # (B, C, Ho, Wo)
+        windows = np.stack([X[at] for at in self._offsets(X.shape)])  # (k*k, B, C, Ho, Wo): element d of each window
+        self.argmax = windows.argmax(axis=0)  # (B, C, Ho, Wo): which element is each window's max, kept for bp_input
+        return windows.max(axis=0)  # (B, C, Ho, Wo)
 
     def bp_input(self, grad):  # (B, C, Ho, Wo) -> (B, C, H, W)
-        B, C, H, Wd = self.in_shape
-        dwindows = np.zeros((grad.size, self.kernel_size**2), dtype=grad.dtype)  # (B*C*Ho*Wo, k*k)
-        dwindows[np.arange(grad.size), self.argmax] = grad.reshape(-1)  # each window's gradient to its max
-        dX = col2im(dwindows, (B * C, 1, H, Wd), self.kernel_size, self.stride)  # (B*C, 1, H, W)
-        return dX.reshape(B, C, H, Wd)  # (B, C, H, W)
+        dX = np.zeros(self.in_shape, dtype=grad.dtype)  # (B, C, H, W): zero where no window's max is
+        for d, at in enumerate(self._offsets(self.in_shape)):  # one add per element of a window, none per pixel
+            dX[at] += np.where(self.argmax == d, grad, 0)  # each window's gradient to its max; overlaps add up
+        return dX
 
 
 class Flatten:

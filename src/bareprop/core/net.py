@@ -126,11 +126,12 @@ class Sequential:
         """
         grad = self.loss.bp_input(np.ones_like(self.loss.Y))  # (B, K): dLoss/dlogits, P - Y for softmax + CE
         grads = []
+        first = next(layer for layer in self.layers if hasattr(layer, "bp_param"))
         for layer in reversed(self.layers):
             if hasattr(layer, "bp_param"):
                 grads.append(layer.bp_param(grad))  # W.shape
-            if layer is self.layers[0]:
-                break  # the gradient with respect to the data itself is never used: skip the product
+            if layer is first:
+                break  # no weights below: the gradient with respect to the inputs is never used, skip it
             grad = layer.bp_input(grad)  # (B, I) of this layer = (B, O) of the one below
         return grads[::-1]
 
