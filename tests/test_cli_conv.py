@@ -26,7 +26,7 @@ def config(*argv):
 def test_net_is_a_setting_that_replaces_hidden_and_layers_and_a_preset_is_recorded_in_full():
     assert config("--net", "conv:8:3,pool:2").net == "conv:8:3,pool:2"
     assert config("--net", "cnn").resolved().net == NETS["cnn"] and config("--net", "cnn").resolved().hidden is None
-    assert config("--net", "cnn").resolved().to_dict()["net"] == "conv:16:5,pool:2,conv:32:5,pool:2,dense:128"
+    assert config("--net", "cnn").resolved().to_dict()["net"] == "conv:8:5,pool:2,conv:16:5,pool:2,dense:64"
 
 
 def test_the_net_a_spec_builds_layer_by_layer():

@@ -5,7 +5,6 @@ import contextlib
 import errno
 import gzip
 import hashlib
-import inspect
 import json
 import os
 import re
@@ -510,6 +509,24 @@ def test_wrong_or_unreadable_manifest(server, root):
     assert json.loads(manifest.read_text())["files"][IMAGES]["source"] == "found in the cache"
 
 
+@pytest.mark.parametrize("entry", ["a string", ["a", "list"], {"md5": "no sha256"}, {"sha256": 64}],
+                         ids=["string", "list", "no sha256", "sha256 not a string"])
+def test_a_manifest_entry_that_is_not_a_files_record_is_ignored(entry, server, root):
+    """An entry of the manifest's "files" that is not an object holding a sha256 string is no record: the
+    file is checked against its official MD5 instead, and recorded anew."""
+    payloads = tiny_payloads()
+    files = gz(payloads)
+    ds = tiny_dataset(files, [server.serve("/m/", files)])
+    download_dataset(ds, data_dir=root)
+    manifest = root / "tiny" / "manifest.json"
+    record = json.loads(manifest.read_text())
+    record["files"][LABELS] = entry
+    manifest.write_text(json.dumps(record))
+    assert load_dataset(ds, "train", data_dir=root, offline=True)[1].tolist() == [i % 3 for i in range(12)]
+    recorded = json.loads(manifest.read_text())["files"][LABELS]
+    assert recorded["sha256"] == hashlib.sha256(payloads[LABELS]).hexdigest() and recorded["source"] == "found in the cache"
+
+
 def test_https_certificates_are_checked(https, root, monkeypatch):
     files = gz(tiny_payloads())
     ds = tiny_dataset(files, [https.serve("/tls/", files)])
@@ -852,7 +869,19 @@ def test_the_timeout_given_reaches_each_request(root):
         assert time.monotonic() - start < 2
     assert message == f"tiny: every mirror failed for {IMAGES}: {mirror}{IMAGES}: timed out"
     assert not root.exists()
-    assert inspect.signature(download_dataset).parameters["timeout"].default == 30
+
+
+def test_a_download_waits_30_seconds_for_a_mirror_by_default(server, root, monkeypatch):
+    """What each request is given when no timeout is: 30 s (seen at the request, not in the signature)."""
+    import bareprop.data.datasets as datasets
+
+    given = []
+    real_fetch = datasets.fetch
+    monkeypatch.setattr(datasets, "fetch", lambda url, out, progress, timeout: given.append(timeout) or real_fetch(
+        url, out, progress, timeout))
+    files = gz(tiny_payloads())
+    download_dataset(tiny_dataset(files, [server.serve("/t/", files)]), data_dir=root)
+    assert given == [30] * len(files)
 
 
 @POSIX_LIMITS

@@ -5,6 +5,8 @@ checks it in three tiers (shapes; finite differences; PyTorch). Here: the losses
 reduction="mean" and with probability targets, and what the gradient checks cannot see.
 """
 
+import re
+
 import numpy as np
 import pytest
 
@@ -169,6 +171,13 @@ def test_net_with_he_init_uses_it_for_every_linear():
 
 
 # --- what mutation testing found unchecked (docs/testing.md, "Mutation testing") -----------------
+
+
+@pytest.mark.parametrize("cls", LOSSES, ids=lambda c: c.__name__)
+def test_a_loss_given_targets_of_another_shape_names_itself_and_both_shapes(cls):
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(cls()))}: outputs \(3, 2\) and targets \(3, 4\) must have "
+                                         r"the same shape$"):
+        cls()(np.zeros((3, 2)), np.zeros((3, 4)))
 
 
 @pytest.mark.parametrize("cls", LAYERS + LOSSES, ids=lambda c: c.__name__)
