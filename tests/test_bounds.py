@@ -43,3 +43,29 @@ def test_inputs_already_in_the_nets_dtype_are_used_as_they_are_not_copied():
     X = np.ones((4, 3), np.float32)
     assert as_inputs(X, np.dtype(np.float32)) is X  # no copy of a training set that is already float32
     assert as_inputs(X, np.dtype(np.float64)).dtype == np.float64
+
+
+def test_two_linears_that_do_not_chain_are_refused_when_the_net_is_built():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match=r"^Sequential: Linear\(3, 4\) cannot feed Linear\(5, 2\): 4 != 5$"):
+        bp.Sequential([bp.Linear(3, 4, rng=rng), bp.ReLU(), bp.Linear(5, 2, rng=rng)])
+
+
+def test_a_net_whose_rows_go_in_nowhere_is_refused_naming_the_class():
+    rng = np.random.default_rng(0)
+    for layers in ([bp.Conv2d(1, 4, 3, rng=rng)], [bp.Conv2d(1, 4, 3, rng=rng), bp.Flatten(), bp.Linear(36, 2, rng=rng)]):
+        with pytest.raises(ValueError, match=r"^Sequential: needs a Linear or a Reshape before any other layer with weights"):
+            bp.Sequential(layers)
+
+
+def test_backprop_never_asks_the_first_weighted_layer_for_its_input_gradient():
+    """Nothing below it has weights: the gradient with respect to the data is never used, so not computed."""
+    class NoInputGradient(bp.Linear):
+        def bp_input(self, grad):
+            raise AssertionError("the input gradient of the first weighted layer was computed")
+
+    rng = np.random.default_rng(0)
+    for net in (bp.Sequential([NoInputGradient(4, 3, rng=rng)]),
+                bp.Sequential([bp.Reshape((1, 2, 2)), bp.Flatten(), NoInputGradient(4, 3, rng=rng)])):
+        net.evaluate(rng.normal(size=(5, 4)), rng.integers(0, 3, size=5))
+        assert [dW.shape for dW in net.backprop()] == [(5, 3)]

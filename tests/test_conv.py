@@ -275,3 +275,47 @@ def test_one_epoch_of_a_cnn_in_float64_matches_pytorch_step_by_step(mnist_subset
     for layer, ours_layer in zip(torch_layers, convs + [net.layers[-1]]):
         W = torch.cat([layer.weight.reshape(len(layer.weight), -1).T, layer.bias[None]]).detach().numpy()
         np.testing.assert_allclose(ours_layer.W, W, rtol=0, atol=1e-8)
+
+
+# --- what mutation testing found unchecked (docs/testing.md, "Mutation testing") ----------------------
+
+def test_each_layer_on_images_records_its_settings_by_name():
+    assert Conv2d(1, 2, 3, stride=2, padding=1, rng=np.random.default_rng(0)).spec() == {
+        "in_channels": 1, "out_channels": 2, "kernel_size": 3, "stride": 2, "padding": 1}
+    assert MaxPool2d(3, stride=2).spec() == {"kernel_size": 3, "stride": 2} and MaxPool2d(2).spec()["stride"] == 2
+    assert Reshape((1, 4, 5)).spec() == {"shape": [1, 4, 5]} and Flatten().spec() == {}
+
+
+def test_im2col_and_col2im_take_stride_1_and_no_padding_by_default():
+    X = np.arange(2 * 3 * 5 * 4, dtype=np.float64).reshape(2, 3, 5, 4)
+    np.testing.assert_array_equal(im2col(X, 2), im2col(X, 2, 1, 0))
+    cols = im2col(X, 3)
+    np.testing.assert_array_equal(col2im(cols, X.shape, 3), col2im(cols, X.shape, 3, 1, 0))
+
+
+@pytest.mark.parametrize("layer, shape, message", [
+    (Conv2d(1, 1, 5, rng=np.random.default_rng(0)), (1, 1, 3, 9), r"^Conv2d\(1, 1, 5, stride=1, padding=0\): a 5x5 window "
+     r"does not fit in an input of shape \(1, 1, 3, 9\)$"),
+    (Conv2d(1, 1, 5, rng=np.random.default_rng(0)), (1, 1, 9, 3), r"does not fit in an input of shape \(1, 1, 9, 3\)$"),
+    (Conv2d(1, 1, 6, padding=1, rng=np.random.default_rng(0)), (1, 1, 3, 9),
+     r"a 6x6 window does not fit in an input of shape \(1, 1, 3, 9\) padded by 1$"),
+    (Conv2d(1, 1, 6, padding=1, rng=np.random.default_rng(0)), (1, 1, 9, 3), r"\(1, 1, 9, 3\) padded by 1$"),
+    (MaxPool2d(3), (1, 1, 2, 5), r"^MaxPool2d\(3, stride=3\): a 3x3 window does not fit in an input of shape \(1, 1, 2, 5\)$"),
+    (Flatten(), (4, 9), r"^Flatten\(\): expected input of shape \(B, C, H, W\), got \(4, 9\)$"),
+], ids=["too short", "too narrow", "too short padded", "too narrow padded", "pool too short", "flatten rows"])
+def test_a_window_that_does_not_fit_either_side_is_refused_naming_the_layer(layer, shape, message):
+    with pytest.raises(ValueError, match=message):
+        layer(np.zeros(shape, np.float32))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Conv2d(0, 1, 3, rng=np.random.default_rng(0)), r"got 0, 1, 3, 1, 0$"),
+    (lambda: Conv2d(1, 0, 3, rng=np.random.default_rng(0)), r"got 1, 0, 3, 1, 0$"),
+    (lambda: Conv2d(1, 1, 3, stride=0, rng=np.random.default_rng(0)), r"got 1, 1, 3, 0, 0$"),
+    (lambda: Conv2d(1, 1, 3, padding=-1, rng=np.random.default_rng(0)), r"got 1, 1, 3, 1, -1$"),
+    (lambda: MaxPool2d(2, stride=0), r"^MaxPool2d: kernel_size and stride must be positive, got 2, 0$"),
+    (lambda: MaxPool2d(0, stride=2), r"^MaxPool2d: kernel_size and stride must be positive, got 0, 2$"),
+], ids=["no input channel", "no filter", "stride 0", "negative padding", "pool stride 0", "pool window 0"])
+def test_each_setting_of_a_layer_on_images_is_refused_at_its_edge(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
