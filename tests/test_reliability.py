@@ -165,7 +165,7 @@ def test_after_every_epoch_the_folder_holds_the_run_so_far(data, tmp_path):
         m = strict_json(tmp_path / "run" / "run.json")
         net = bp.load(tmp_path / "run" / "model.npz")
         seen.append((m["status"], m["epochs_done"], (tmp_path / "run" / CHECKPOINT).exists(),
-                     float(np.linalg.norm(net.params()[0])) == history.weight_norm[-1][0]))
+                     float(np.linalg.vector_norm(net.params()[0])) == history.weight_norm[-1][0]))
     result = run(small(tmp_path / "run", epochs=3), data=data, on_epoch=look)
     assert seen == [("running", 1, True, True), ("running", 2, True, True), ("running", 3, True, True)]
     assert result.manifest["status"] == "complete" and result.manifest["epochs_done"] == 3
@@ -253,7 +253,7 @@ def test_a_run_that_diverges_later_keeps_its_last_finite_epoch(data, tmp_path, m
     with np.load(out / CHECKPOINT) as checkpoint:
         for i, W in enumerate(kept.params()):
             np.testing.assert_array_equal(W, checkpoint[f"W.{i}"])
-    assert [float(np.linalg.norm(W)) for W in kept.params()] == m["history"]["weight_norm"][-1]
+    assert [float(np.linalg.vector_norm(W)) for W in kept.params()] == m["history"]["weight_norm"][-1]
 
 
 def test_train_refuses_inputs_that_are_not_finite_or_unscaled_integers():

@@ -154,7 +154,7 @@ def test_the_charts_show_this_run(run_dir, mnist):
     expected = [f"epoch 0, {name}: norm {v:.4f}" for name, v in zip(layers, history["weight_norm"][0])]
     expected += [f"epoch 0, {name}: norm {v:.4f}" for name, v in zip(layers, history["grad_norm"][0])]
     assert sorted(norm_tips) == sorted(expected)
-    assert history["weight_norm"][-1] == pytest.approx([float(np.linalg.norm(W)) for W in net.params()])
+    assert history["weight_norm"][-1] == pytest.approx([float(np.linalg.vector_norm(W)) for W in net.params()])
 
     check_points(charts["loss_accuracy"], {
         ("train", "loss"): history["train_loss"], ("test", "loss"): history["test_loss"],

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.arrays import asarray, to_numpy
 from .references import REFERENCES, input_shape
 
 
@@ -149,11 +150,18 @@ def _objective_scale(loss, B):
     return 1.0 if getattr(loss, "reduction", "sum") == "mean" else float(B)
 
 
-def _forward(template, X, Y):
-    """Run the forward pass on a fresh copy of `template`: every pass starts from the same state,
-    so a layer that draws randomness (dropout) draws the same numbers each time. -> (copy, output)"""
+def _forward(template, X, Y, backend="numpy"):
+    """Run the forward pass on a fresh copy of `template`, moved to `backend` with X and Y: every pass starts
+    from the same state, so a layer that draws randomness (dropout) draws the same numbers each time.
+    -> (the copy, its output as NumPy arrays)"""
     layer = copy.deepcopy(template)
-    return layer, (layer(X) if Y is None else layer(X, Y))
+    if backend != "numpy":  # the layer's weights and the inputs as arrays of another library (bareprop.core.arrays)
+        for name, value in list(vars(layer).items()):
+            if isinstance(value, np.ndarray):
+                setattr(layer, name, asarray(value, backend))
+        X, Y = asarray(X, backend), None if Y is None else asarray(Y, backend)
+    out = layer(X) if Y is None else layer(X, Y)
+    return layer, (to_numpy(out) if Y is None else tuple(map(to_numpy, out)))
 
 
 def _numeric_grad(f, A, eps):
@@ -170,15 +178,15 @@ def _numeric_grad(f, A, eps):
     return grad
 
 
-def _analytic(tensor, method, G):
+def _analytic(tensor, method, G, backend="numpy"):
     """(gradient, None) from the layer's own bp_input / bp_param, or (None, a failed TensorCheck) if it raised."""
     try:
-        return np.asarray(method(G)), None
+        return to_numpy(method(asarray(G, backend))), None
     except Exception as e:  # a broken backward pass is a failed check, reported like any other
         return None, _failed(tensor, f"{method.__name__} raised {type(e).__name__}: {e}")
 
 
-def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, atol=1e-6):
+def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, atol=1e-6, backend="numpy"):
     """Check a layer's bp_input (and bp_param) against central finite differences, in float64.
 
     layer:   any object with __call__ and bp_input (and, if it has weights W, bp_param); float32 is fine,
@@ -187,6 +195,8 @@ def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, ato
     targets: for a loss, called as layer(X, Y): the targets Y. A registered loss (or a subclass of one)
              draws its own if omitted.
     rng:     the generator for X, the upstream gradient G and targets; default np.random.default_rng(0).
+    backend: the array library the layer runs on (bareprop.core.arrays.BACKENDS): its weights, X, Y and G
+             are moved there, and what it returns is compared here in NumPy.
 
     Returns a GradcheckResult with one TensorCheck for dX (and one for dW).
     """
@@ -194,28 +204,28 @@ def gradcheck(layer, inputs, *, targets=None, rng=None, eps=1e-6, rtol=1e-5, ato
     template = _float64_copy(layer)
     X = _input(inputs, rng)  # (B, I)
     Y = _targets(layer, X, targets, rng)  # (B, K) for a loss, else None
-    probe, out = _forward(template, X, Y)
+    probe, out = _forward(template, X, Y, backend)
     if Y is None:  # loss = sum(out * G)
         G = rng.normal(size=np.shape(out))  # (B, O), a random upstream gradient
         scale = 1.0
         def f():
-            return float((_forward(template, X, None)[1] * G).sum())
+            return float((_forward(template, X, None, backend)[1] * G).sum())
     else:  # loss = the batch sum (or mean) of the losses; bp_input(G) scales its gradient by G elementwise
         G = rng.normal(size=X.shape)  # (B, K)
         scale = G
         objective = _objective_scale(layer, len(X))
         def f():
-            return float(_forward(template, X, Y)[1][1]) * objective  # the mean, times B for the sum
-    dX, failed = _analytic("dX", probe.bp_input, G)
+            return float(_forward(template, X, Y, backend)[1][1]) * objective  # the mean, times B for the sum
+    dX, failed = _analytic("dX", probe.bp_input, G, backend)
     checks = [failed or _compare("dX", dX, _numeric_grad(f, X, eps) * scale, rtol, atol)]
     if hasattr(probe, "bp_param"):
-        dW, failed = _analytic("dW", probe.bp_param, G)
+        dW, failed = _analytic("dW", probe.bp_param, G, backend)
         checks.append(failed or _compare("dW", dW, _numeric_grad(f, template.W, eps), rtol, atol))
     return GradcheckResult(repr(layer), "finite differences", tuple(checks))
 
 
 def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
-                rtol_values=1e-12, atol_values=1e-12, rtol_grads=1e-10, atol_grads=1e-12):
+                rtol_values=1e-12, atol_values=1e-12, rtol_grads=1e-10, atol_grads=1e-12, backend="numpy"):
     """Check a layer's forward, bp_input (and bp_param) against the same layer in PyTorch, in float64.
 
     torch_forward: the PyTorch version, called as in the registry (see check/references.py):
@@ -238,20 +248,20 @@ def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
     rng = np.random.default_rng(0) if rng is None else rng
     X = _input(inputs, rng)  # (B, I)
     Y = _targets(layer, X, targets, rng)  # (B, K) for a loss, else None
-    probe, out = _forward(_float64_copy(layer), X, Y)
+    probe, out = _forward(_float64_copy(layer), X, Y, backend)
     Xt = torch.tensor(X, requires_grad=True)
     values, grads = dict(rtol=rtol_values, atol=atol_values), dict(rtol=rtol_grads, atol=atol_grads)
     if Y is None:
         has_W = hasattr(probe, "bp_param")
-        Wt = torch.tensor(probe.W, requires_grad=True) if has_W else None
+        Wt = torch.tensor(to_numpy(probe.W), requires_grad=True) if has_W else None
         out_t = torch_forward(probe, Xt, Wt)
         G = rng.normal(size=tuple(out_t.shape))  # (B, O), a random upstream gradient
         (out_t * torch.from_numpy(G)).sum().backward()
         checks = [_compare("out", out, out_t.detach().numpy(), **values)]
-        dX, failed = _analytic("dX", probe.bp_input, G)
+        dX, failed = _analytic("dX", probe.bp_input, G, backend)
         checks.append(failed or _compare("dX", dX, Xt.grad.numpy(), **grads))
         if has_W:
-            dW, failed = _analytic("dW", probe.bp_param, G)
+            dW, failed = _analytic("dW", probe.bp_param, G, backend)
             checks.append(failed or _compare("dW", dW, Wt.grad.numpy(), **grads))
     else:
         (out, loss), (out_t, loss_sum_t) = out, torch_forward(probe, Xt, torch.from_numpy(Y))
@@ -259,19 +269,20 @@ def torch_check(layer, inputs, *, targets=None, torch_forward=None, rng=None,
         G = rng.normal(size=X.shape)  # (B, K)
         checks = [_compare("out", out, out_t.detach().numpy(), **values),
                   _compare("loss", np.float64(loss) * len(X), loss_sum_t.item(), **values)]  # mean * B = sum
-        dX, failed = _analytic("dX", probe.bp_input, G)
+        dX, failed = _analytic("dX", probe.bp_input, G, backend)
         expected = Xt.grad.numpy() * G * (_objective_scale(probe, len(X)) / len(X))  # d(sum) -> d(sum) or d(mean)
         checks.append(failed or _compare("dX", dX, expected, **grads))
     return GradcheckResult(repr(layer), "PyTorch", tuple(checks))
 
 
-def check_registered(shape, *, rng, with_torch=True):
-    """gradcheck (and torch_check) of a small example of every class in REFERENCES -> [GradcheckResult]."""
+def check_registered(shape, *, rng, with_torch=True, backend="numpy"):
+    """gradcheck (and torch_check) of a small example of every class in REFERENCES, run on `backend`'s
+    arrays -> [GradcheckResult]."""
     results = []
     for reference in REFERENCES.values():
         layer = reference.build(shape[1], rng)
         inputs = input_shape(layer, *shape, rng)  # (B, I), or (B, C, H, W) for a layer on images
-        results.append(gradcheck(layer, inputs, rng=rng))
+        results.append(gradcheck(layer, inputs, rng=rng, backend=backend))
         if with_torch:
-            results.append(torch_check(layer, inputs, rng=rng))
+            results.append(torch_check(layer, inputs, rng=rng, backend=backend))
     return results

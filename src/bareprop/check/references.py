@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..core.arrays import to_numpy
 from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape
 from ..core.layers import GELU, Dropout, LeakyReLU, Linear, ReLU, Sigmoid, Tanh
 from ..core.losses import MSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
@@ -94,7 +95,7 @@ def _torch_gelu(layer, X, W):  # (B, I) -> (B, I)
 def _torch_dropout(layer, X, W):  # (B, I) -> (B, I)
     import torch
 
-    return X * torch.from_numpy(layer.mask)  # the very mask the layer drew on this X, 0 or 1 / (1 - p)
+    return X * torch.from_numpy(to_numpy(layer.mask))  # the very mask the layer drew on this X, 0 or 1 / (1 - p)
 
 
 # --- layers on images: (layer, X, W) -> out, X (B, C, H, W) ----------------------------------

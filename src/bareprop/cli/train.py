@@ -10,8 +10,8 @@ import os
 from dataclasses import fields, replace
 
 from ..data.datasets import DATASETS
-from ..experiment.config import (ACTIVATION, HIDDEN, INIT, INPUTS, NET_HELP, NETS, OPTIMIZERS, PATHS, SCHEDULES,
-                                 RunConfig)
+from ..experiment.config import (ACTIVATION, BACKENDS, DEVICES, HIDDEN, INIT, INPUTS, NET_HELP, NETS, OPTIMIZERS,
+                                 PATHS, SCHEDULES, RunConfig)
 from ..experiment.runner import load_data, resume_config, run
 from .args import UsageError, fraction, non_negative, positive, widths
 from .data import download_progress
@@ -55,6 +55,11 @@ def add_train_parser(commands):
                        f"train the net); auto: the kernel where it can (default {d.path})")
     speed.add_argument("--threads", type=positive(int), metavar="N",
                        help=f"threads for the kernel and BLAS; the kernel's numbers do not depend on it (default {d.threads})")
+    speed.add_argument("--backend", choices=BACKENDS,
+                       help="the array library the net trains on: torch and cupy need their extra, e.g. "
+                       f"pip install 'bareprop[torch]' (default {d.backend}; see docs/gpu.md)")
+    speed.add_argument("--device", choices=DEVICES,
+                       help=f"where the arrays live: cuda needs --backend torch or cupy and a GPU (default {d.device})")
     data = train.add_argument_group("data (see docs/data.md)")
     data.add_argument("--dataset", choices=sorted(DATASETS), metavar="NAME",
                       help=f"one of {', '.join(sorted(DATASETS))}; all but mnist are downloaded on first use "
@@ -149,7 +154,8 @@ def run_train(args):
 def final_line(result):
     """`test accuracy 0.9610; kernel path, 1 thread; results in /abs/path`."""
     h = result.history
-    return (f"test accuracy {h.test_acc[-1]:.4f}; {h.path} path, {h.threads} thread{'s' * (h.threads > 1)}; "
+    on = "" if result.config.backend == "numpy" else f" on {result.config.backend} ({result.config.device})"
+    return (f"test accuracy {h.test_acc[-1]:.4f}; {h.path} path{on}, {h.threads} thread{'s' * (h.threads > 1)}; "
             f"results in {result.out.resolve()}")
 
 

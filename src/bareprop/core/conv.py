@@ -18,8 +18,11 @@ Every layer here has __call__, bp_input (and Conv2d bp_param) and spec(), like t
 and is registered in its LAYERS.
 """
 
+import math
+
 import numpy as np
 
+from .arrays import namespace
 from .init import xavier_uniform
 
 
@@ -28,27 +31,41 @@ def out_size(size, k, stride, padding):
     return (size + 2 * padding - k) // stride + 1
 
 
+def pad(X, padding):  # (B, C, H, W) -> (B, C, H+2p, W+2p)
+    """X in a frame of zeros `padding` pixels wide (X itself when padding is 0)."""
+    if padding == 0:
+        return X
+    xp = namespace(X)  # X's array library (bareprop.core.arrays)
+    B, C, H, Wd = X.shape
+    Xp = xp.zeros((B, C, H + 2 * padding, Wd + 2 * padding), dtype=X.dtype, device=X.device)  # (B, C, H+2p, W+2p)
+    Xp[:, :, padding:padding + H, padding:padding + Wd] = X
+    return Xp
+
+
 def im2col(X, k, stride=1, padding=0, out=None):  # (B, C, H, W) -> (N, F)
     """Every k x k patch of X (zero-padded by `padding`, taken every `stride` pixels) as one row.
 
     Row b*Ho*Wo + i*Wo + j holds the patch whose top-left corner is (i*s, j*s) in example b's padded
     image, its numbers in (channel, kernel row, kernel column) order: the order of W's rows in Conv2d.
-    With `out`, a (B, Ho, Wo, F') array with F' >= F, the rows are written into out[..., :F] instead,
-    and that is returned as (B, Ho, Wo, F): Conv2d's ones column then needs no second copy.
+    With `out`, a (B, Ho, Wo, F') array with F' >= F, the rows are written into its first F columns
+    instead, and `out` is returned: Conv2d's ones column then needs no second copy.
     """
+    xp = namespace(X)
     B, C, H, Wd = X.shape
     Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
-    Xp = np.pad(X, ((0, 0), (0, 0), (padding, padding), (padding, padding)))  # (B, C, H+2p, W+2p)
-    sb, sc, sh, sw = Xp.strides
-    # A view, no copy: patches[b, i, j, c, di, dj] is Xp[b, c, i*s + di, j*s + dj]. Stepping i moves
-    # s rows down, stepping di one row down; the same for j, dj along a row.
-    patches = np.lib.stride_tricks.as_strided(
-        Xp, shape=(B, Ho, Wo, C, k, k), strides=(sb, stride * sh, stride * sw, sc, sh, sw), writeable=False)
+    F = C * k * k
+    Xp = pad(X, padding)  # (B, C, H+2p, W+2p)
+    # number (c, di, dj) of the patch at (i, j) is pixel (i*s + di, j*s + dj) of channel c: for one offset
+    # (di, dj), that number of every patch and channel is one strided slice of the image (rows di, di + s,
+    # ..., di + s*(Ho - 1), and columns alike)
+    offsets = xp.stack([Xp[:, :, di:di + stride * (Ho - 1) + 1:stride, dj:dj + stride * (Wo - 1) + 1:stride]
+                        for di in range(k) for dj in range(k)])  # (k*k, B, C, Ho, Wo)
+    offsets = xp.reshape(offsets, (k, k, B, C, Ho, Wo))  # [di, dj, b, c, i, j]
+    rows = xp.reshape(xp.permute_dims(offsets, (2, 4, 5, 3, 0, 1)), (B, Ho, Wo, F))  # [b, i, j, (c, di, dj)]
     if out is None:
-        return patches.reshape(B * Ho * Wo, C * k * k)  # (N, F): the copy, one patch a row
-    rows = out[..., :C * k * k]  # (B, Ho, Wo, F), each row's numbers side by side in memory
-    rows.reshape(B, Ho, Wo, C, k, k)[...] = patches  # the copy, straight into place (splitting F keeps a view)
-    return rows
+        return xp.reshape(rows, (B * Ho * Wo, F))  # (N, F): one patch a row
+    out[..., :F] = rows  # (B, Ho, Wo, F) of the (B, Ho, Wo, F') buffer
+    return out
 
 
 def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)
@@ -57,18 +74,19 @@ def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)
     Where patches overlap (stride < k) a pixel is in several rows, so it receives the sum of their
     numbers; the padding's share is dropped. One slice-add per kernel offset (di, dj), none per pixel.
     """
+    xp = namespace(cols)
     B, C, H, Wd = shape
     Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
     # column f = (c, di, dj) of every row: each column is one number of every patch. A view where cols
     # is column-major (as Conv2d.bp_input makes it, so that each column is read in order), else a copy.
-    columns = cols.T.reshape(C, k, k, B, Ho, Wo)  # (C, k, k, B, Ho, Wo)
-    Xp = np.zeros((B, C, H + 2 * padding, Wd + 2 * padding), dtype=cols.dtype)  # (B, C, H+2p, W+2p)
+    columns = xp.reshape(cols.T, (C, k, k, B, Ho, Wo))  # (C, k, k, B, Ho, Wo)
+    Xp = xp.zeros((B, C, H + 2 * padding, Wd + 2 * padding), dtype=cols.dtype, device=cols.device)  # (B, C, H+2p, W+2p)
     for di in range(k):
         for dj in range(k):
             # every patch's number at offset (di, dj) goes to pixel (i*s + di, j*s + dj): distinct
             # pixels for distinct (i, j), so one += per offset adds them all
-            Xp[:, :, di:di + stride * Ho:stride, dj:dj + stride * Wo:stride] += \
-                columns[:, di, dj].transpose(1, 0, 2, 3)  # (B, C, Ho, Wo)
+            Xp[:, :, di:di + stride * (Ho - 1) + 1:stride, dj:dj + stride * (Wo - 1) + 1:stride] += \
+                xp.permute_dims(columns[:, di, dj, ...], (1, 0, 2, 3))  # (B, C, Ho, Wo)
     return Xp[:, :, padding:padding + H, padding:padding + Wd]  # (B, C, H, W)
 
 
@@ -117,21 +135,23 @@ class Conv2d:
         B, _, H, Wd = X.shape
         Ho, Wo = out_size(H, self.kernel_size, self.stride, self.padding), out_size(Wd, self.kernel_size,
                                                                                     self.stride, self.padding)
+        xp = namespace(X)  # X's array library (bareprop.core.arrays)
         self.in_shape = X.shape  # kept for bp_input
         F = self.W.shape[0] - 1
-        patches = np.empty((B, Ho, Wo, F + 1), dtype=X.dtype)  # (B, Ho, Wo, F+1): a row per patch and a 1
+        patches = xp.empty((B, Ho, Wo, F + 1), dtype=X.dtype, device=X.device)  # (B, Ho, Wo, F+1): a row per patch and a 1
         im2col(X, self.kernel_size, self.stride, self.padding, out=patches)  # (B, Ho, Wo, F) of it: the patches
         patches[..., F] = 1  # the ones column: the post's [X, 1]
-        self.X = patches.reshape(-1, F + 1)  # (N, F+1), kept for bp_param: the post's Linear input
+        self.X = xp.reshape(patches, (-1, F + 1))  # (N, F+1), kept for bp_param: the post's Linear input
         out = self.X @ self.W  # (N, F+1) @ (F+1, O) = (N, O): one row per patch
-        return out.reshape(B, Ho, Wo, self.out_channels).transpose(0, 3, 1, 2)  # (B, O, Ho, Wo)
+        return xp.permute_dims(xp.reshape(out, (B, Ho, Wo, self.out_channels)), (0, 3, 1, 2))  # (B, O, Ho, Wo)
 
     def _rows(self, grad):  # (B, O, Ho, Wo) -> (N, O)
         """The gradient as one row per patch, in im2col's (b, i, j) order."""
-        return grad.transpose(0, 2, 3, 1).reshape(-1, self.out_channels)  # (N, O)
+        xp = namespace(grad)
+        return xp.reshape(xp.permute_dims(grad, (0, 2, 3, 1)), (-1, self.out_channels))  # (N, O)
 
     def bp_input(self, grad):  # (B, O, Ho, Wo) -> (B, C, H, W)
-        dcols = (self.W[:-1] @ self._rows(grad).T).T  # ((F, O) @ (O, N)).T = (N, O) @ (O, F) = (N, F); the bias
+        dcols = (self.W[:-1, :] @ self._rows(grad).T).T  # ((F, O) @ (O, N)).T = (N, O) @ (O, F) = (N, F); the bias
         # row has no input. Computed as its transpose, so that col2im reads each column in order.
         return col2im(dcols, self.in_shape, self.kernel_size, self.stride, self.padding)  # (B, C, H, W)
 
@@ -166,21 +186,23 @@ class MaxPool2d:
         element of every window (a strided view of (B, C, Ho, Wo))."""
         k, s = self.kernel_size, self.stride
         Ho, Wo = out_size(shape[2], k, s, 0), out_size(shape[3], k, s, 0)
-        return [(slice(None), slice(None), slice(di, di + s * Ho, s), slice(dj, dj + s * Wo, s))
+        return [(slice(None), slice(None), slice(di, di + s * (Ho - 1) + 1, s), slice(dj, dj + s * (Wo - 1) + 1, s))
                 for di in range(k) for dj in range(k)]
 
     def __call__(self, X):  # (B, C, H, W) -> (B, C, Ho, Wo)
         _check_image(self, X)
         _check_fits(self, X, self.kernel_size, 0)
+        xp = namespace(X)
         self.in_shape = X.shape  # kept for bp_input
-        windows = np.stack([X[at] for at in self._offsets(X.shape)])  # (k*k, B, C, Ho, Wo): element d of each window
-        self.argmax = windows.argmax(axis=0)  # (B, C, Ho, Wo): which element is each window's max, kept for bp_input
-        return windows.max(axis=0)  # (B, C, Ho, Wo)
+        windows = xp.stack([X[at] for at in self._offsets(X.shape)])  # (k*k, B, C, Ho, Wo): element d of each window
+        self.argmax = xp.argmax(windows, axis=0)  # (B, C, Ho, Wo): which element is each window's max, kept for bp_input
+        return xp.max(windows, axis=0)  # (B, C, Ho, Wo)
 
     def bp_input(self, grad):  # (B, C, Ho, Wo) -> (B, C, H, W)
-        dX = np.zeros(self.in_shape, dtype=grad.dtype)  # (B, C, H, W): zero where no window's max is
+        xp = namespace(grad)
+        dX = xp.zeros(self.in_shape, dtype=grad.dtype, device=grad.device)  # (B, C, H, W): zero where no window's max is
         for d, at in enumerate(self._offsets(self.in_shape)):  # one add per element of a window, none per pixel
-            dX[at] += np.where(self.argmax == d, grad, 0)  # each window's gradient to its max; overlaps add up
+            dX[at] += xp.where(self.argmax == d, grad, 0)  # each window's gradient to its max; overlaps add up
         return dX
 
 
@@ -196,10 +218,10 @@ class Flatten:
     def __call__(self, X):  # (B, C, H, W) -> (B, C*H*W)
         _check_image(self, X)
         self.in_shape = X.shape  # kept for bp_input
-        return X.reshape(len(X), -1)  # (B, C*H*W)
+        return namespace(X).reshape(X, (X.shape[0], -1))  # (B, C*H*W)
 
     def bp_input(self, grad):  # (B, C*H*W) -> (B, C, H, W)
-        return grad.reshape(self.in_shape)  # (B, C, H, W)
+        return namespace(grad).reshape(grad, self.in_shape)  # (B, C, H, W)
 
 
 class Reshape:
@@ -211,7 +233,7 @@ class Reshape:
         if len(shape) != 3 or min(shape) < 1:
             raise ValueError(f"Reshape: shape must be three positive sizes (C, H, W), got {shape}")
         self.shape = shape
-        self.in_features = int(np.prod(shape))  # the width of the rows it takes, as a Linear's
+        self.in_features = math.prod(shape)  # the width of the rows it takes, as a Linear's
 
     def __repr__(self):
         return f"Reshape({self.shape})"
@@ -222,7 +244,7 @@ class Reshape:
     def __call__(self, X):  # (B, C*H*W) -> (B, C, H, W)
         if X.ndim != 2 or X.shape[1] != self.in_features:
             raise ValueError(f"{self}: expected input of shape (B, {self.in_features}), got {X.shape}")
-        return X.reshape(len(X), *self.shape)  # (B, C, H, W)
+        return namespace(X).reshape(X, (X.shape[0], *self.shape))  # (B, C, H, W)
 
     def bp_input(self, grad):  # (B, C, H, W) -> (B, C*H*W)
-        return grad.reshape(len(grad), -1)  # (B, C*H*W)
+        return namespace(grad).reshape(grad, (grad.shape[0], -1))  # (B, C*H*W)

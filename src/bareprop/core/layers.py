@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from .arrays import namespace
 from .init import xavier_uniform
 
 
@@ -48,12 +49,13 @@ class Linear:
 
     def __call__(self, X):  # (B, I) -> (B, O)
         _check_width(self, X, self.in_features)
-        ones = np.ones((X.shape[0], 1), dtype=X.dtype)  # (B, 1)
-        self.X = np.concatenate([X, ones], axis=1)  # (B, I+1), kept for bp_param
+        xp = namespace(X)  # X's array library: NumPy, PyTorch, ... (bareprop.core.arrays)
+        ones = xp.ones((X.shape[0], 1), dtype=X.dtype, device=X.device)  # (B, 1)
+        self.X = xp.concat([X, ones], axis=1)  # (B, I+1), kept for bp_param
         return self.X @ self.W  # (B, I+1) @ (I+1, O) = (B, O)
 
     def bp_input(self, grad):  # (B, O) -> (B, I)
-        dX = grad @ self.W[:-1].T  # (B, O) @ (O, I) = (B, I); the bias row has no input
+        dX = grad @ self.W[:-1, :].T  # (B, O) @ (O, I) = (B, I); the bias row has no input
         return dX
 
     def bp_param(self, grad):  # (B, O) -> (I+1, O)
@@ -73,8 +75,9 @@ class ReLU:
         return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
-        self.mask = X > 0  # (B, I), kept for bp_input: where the unit let X through
-        return np.maximum(X, 0)  # (B, I)
+        xp = namespace(X)  # X's array library (bareprop.core.arrays)
+        self.mask = xp.astype(X > 0, X.dtype)  # (B, I), kept for bp_input: 1 where the unit let X through, else 0
+        return xp.maximum(X, 0)  # (B, I)
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
         dX = grad * self.mask  # (B, I) * (B, I) = (B, I)
@@ -97,10 +100,10 @@ class LeakyReLU:
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.mask = X > 0  # (B, I), kept for bp_input: where the slope is 1
-        return np.where(self.mask, X, self.slope * X)  # (B, I)
+        return namespace(X).where(self.mask, X, self.slope * X)  # (B, I)
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
-        dX = np.where(self.mask, grad, self.slope * grad)  # (B, I): grad times 1 or slope
+        dX = namespace(grad).where(self.mask, grad, self.slope * grad)  # (B, I): grad times 1 or slope
         return dX
 
 
@@ -116,7 +119,7 @@ class Sigmoid:
         return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
-        self.out = 0.5 * (1 + np.tanh(0.5 * X))  # (B, I), kept for bp_input
+        self.out = 0.5 * (1 + namespace(X).tanh(0.5 * X))  # (B, I), kept for bp_input
         return self.out
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
@@ -136,7 +139,7 @@ class Tanh:
         return {}
 
     def __call__(self, X):  # (B, I) -> (B, I)
-        self.out = np.tanh(X)  # (B, I), kept for bp_input
+        self.out = namespace(X).tanh(X)  # (B, I), kept for bp_input
         return self.out
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
@@ -162,7 +165,7 @@ class GELU:
 
     def __call__(self, X):  # (B, I) -> (B, I)
         self.X = X  # (B, I), kept for bp_input
-        self.t = np.tanh(self.C * (X + self.A * X**3))  # (B, I), tanh(u), kept for bp_input
+        self.t = namespace(X).tanh(self.C * (X + self.A * X**3))  # (B, I), tanh(u), kept for bp_input
         return 0.5 * X * (1 + self.t)  # (B, I)
 
     def bp_input(self, grad):  # (B, I) -> (B, I)
@@ -195,8 +198,10 @@ class Dropout:
         if not self.training:
             self.mask = None  # identity: nothing to keep
             return X
-        keep = self.rng.random(X.shape, dtype=X.dtype) >= self.p_drop  # (B, I) bool, P(keep) = 1 - p_drop
-        self.mask = keep.astype(X.dtype) / (1 - self.p_drop)  # (B, I), 0 or 1/(1-p), kept for bp_input
+        xp = namespace(X)
+        keep = self.rng.random(X.shape, dtype=np.float32) >= self.p_drop  # (B, I) bool, P(keep) = 1 - p_drop
+        keep = xp.asarray(keep, device=X.device)  # (B, I): drawn by NumPy on any backend, so a seed means one mask
+        self.mask = xp.astype(keep, X.dtype) / (1 - self.p_drop)  # (B, I), 0 or 1/(1-p), kept for bp_input
         return X * self.mask  # (B, I)
 
     def bp_input(self, grad):  # (B, I) -> (B, I)

@@ -20,23 +20,24 @@ The reported loss is the batch mean of the per-example losses with either reduct
 post, so it reads the same whatever the batch size or reduction.
 """
 
-import numpy as np
+from .arrays import namespace
 
 
 def log_softmax(X):  # (B, K) -> (B, K)
     """Row-wise log of the softmax, max-shifted: exp never overflows and the result is never log(0)."""
-    shifted = X - X.max(axis=1, keepdims=True)  # (B, K); the largest entry of each row is 0
-    return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))  # (B, K) - (B, 1) = (B, K)
+    xp = namespace(X)  # X's array library (bareprop.core.arrays)
+    shifted = X - xp.max(X, axis=1, keepdims=True)  # (B, K); the largest entry of each row is 0
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))  # (B, K) - (B, 1) = (B, K)
 
 
 def softmax(X):  # (B, K) -> (B, K)
     """Row-wise softmax. Pure: keeps nothing."""
-    return np.exp(log_softmax(X))  # (B, K)
+    return namespace(X).exp(log_softmax(X))  # (B, K)
 
 
 def sigmoid(X):  # (B, K) -> (B, K)
     """Elementwise logistic sigmoid as (1 + tanh(X / 2)) / 2: never overflows. Pure."""
-    return 0.5 * (1 + np.tanh(0.5 * X))  # (B, K)
+    return 0.5 * (1 + namespace(X).tanh(0.5 * X))  # (B, K)
 
 
 class _Loss:
@@ -59,7 +60,7 @@ class _Loss:
         if X.shape != Y.shape:
             raise ValueError(f"{self}: outputs {X.shape} and targets {Y.shape} must have the same shape")
         self.Y = Y  # (B, K), kept for bp_input
-        self.scale = 1.0 if self.reduction == "sum" else 1.0 / len(X)  # (), kept for bp_input
+        self.scale = 1.0 if self.reduction == "sum" else 1.0 / X.shape[0]  # (), kept for bp_input
 
 
 class SoftmaxCrossEntropy(_Loss):
@@ -76,9 +77,10 @@ class SoftmaxCrossEntropy(_Loss):
 
     def __call__(self, X, Y):  # logits (B, K), one-hot targets (B, K) -> probs (B, K), loss ()
         self._start(X, Y)
+        xp = namespace(X)
         log_P = log_softmax(X)  # (B, K), finite even for logits of +-1e4
-        self.P = np.exp(log_P)  # (B, K), kept for bp_input
-        loss = -(Y * log_P).sum(axis=1).mean()  # (B, K) -> (B,) -> ()
+        self.P = xp.exp(log_P)  # (B, K), kept for bp_input
+        loss = -xp.mean(xp.sum(Y * log_P, axis=1))  # (B, K) -> (B,) -> ()
         return self.P, loss
 
     def bp_input(self, grad):  # (B, K) -> (B, K)
@@ -86,7 +88,7 @@ class SoftmaxCrossEntropy(_Loss):
         return dlogits
 
     def per_example(self, X, Y):  # (B, K), (B, K) -> (B,)
-        return -(Y * log_softmax(X)).sum(axis=1)  # (B,)
+        return -namespace(X).sum(Y * log_softmax(X), axis=1)  # (B,)
 
     def output(self, X):  # (B, K) -> (B, K)
         return softmax(X)  # (B, K)
@@ -102,8 +104,9 @@ class MSE(_Loss):
 
     def __call__(self, X, Y):  # outputs (B, K), targets (B, K) -> outputs (B, K), loss ()
         self._start(X, Y)
+        xp = namespace(X)
         self.D = X - Y  # (B, K), kept for bp_input
-        loss = (self.D * self.D).sum(axis=1).mean()  # (B, K) -> (B,) -> ()
+        loss = xp.mean(xp.sum(self.D * self.D, axis=1))  # (B, K) -> (B,) -> ()
         return X, loss
 
     def bp_input(self, grad):  # (B, K) -> (B, K)
@@ -111,7 +114,7 @@ class MSE(_Loss):
         return dX
 
     def per_example(self, X, Y):  # (B, K), (B, K) -> (B,)
-        return ((X - Y) ** 2).sum(axis=1)  # (B,)
+        return namespace(X).sum((X - Y) ** 2, axis=1)  # (B,)
 
     def output(self, X):  # (B, K) -> (B, K)
         return X  # (B, K)
@@ -129,7 +132,7 @@ class SigmoidBinaryCrossEntropy(_Loss):
     def __call__(self, X, Y):  # logits (B, K), targets in [0, 1] (B, K) -> probs (B, K), loss ()
         self._start(X, Y)
         self.P = sigmoid(X)  # (B, K), kept for bp_input
-        loss = self.per_example(X, Y).mean()  # (B,) -> ()
+        loss = namespace(X).mean(self.per_example(X, Y))  # (B,) -> ()
         return self.P, loss
 
     def bp_input(self, grad):  # (B, K) -> (B, K)
@@ -137,7 +140,8 @@ class SigmoidBinaryCrossEntropy(_Loss):
         return dlogits
 
     def per_example(self, X, Y):  # (B, K), (B, K) -> (B,)
-        return (np.maximum(X, 0) - X * Y + np.log1p(np.exp(-np.abs(X)))).sum(axis=1)  # (B, K) -> (B,)
+        xp = namespace(X)
+        return xp.sum(xp.maximum(X, 0) - X * Y + xp.log1p(xp.exp(-xp.abs(X))), axis=1)  # (B, K) -> (B,)
 
     def output(self, X):  # (B, K) -> (B, K)
         return sigmoid(X)  # (B, K)

@@ -8,23 +8,31 @@ import copy
 
 import numpy as np
 
+from .arrays import asarray, namespace
 from .init import xavier_uniform
 from .layers import Dropout, Linear, ReLU, _check_width
 from .losses import SoftmaxCrossEntropy
 
 
+def as_array(A):
+    """A itself if it is an array (of any library), else A as a NumPy array (a list of rows, say)."""
+    return A if hasattr(A, "shape") and hasattr(A, "dtype") else np.asarray(A)
+
+
 def as_inputs(X, dtype):  # (B, I) -> (B, I)
     """X as the net's float dtype. uint8 arrays are taken as pixel values 0..255 and scaled
     to [0, 1], exactly as load_mnist scales them, so images can stay 1 byte per pixel until used."""
-    X = np.asarray(X)
-    if X.dtype == np.uint8:
-        return np.divide(X, dtype.type(255), dtype=dtype)  # (B, I) in [0, 1]
-    return X.astype(dtype, copy=False)  # (B, I)
+    X = as_array(X)
+    xp = namespace(X)  # X's array library (bareprop.core.arrays)
+    if X.dtype == xp.uint8:
+        return xp.astype(X, dtype) / 255  # (B, I) in [0, 1]
+    return xp.astype(X, dtype, copy=False)  # (B, I)
 
 
 def one_hot(y, num_classes, dtype=np.float32):  # (B,) -> (B, K)
     """One-hot rows: Y[b, y[b]] = 1."""
-    return np.eye(num_classes, dtype=dtype)[y]  # (B, K)
+    xp = namespace(y)
+    return xp.take(xp.eye(num_classes, dtype=dtype, device=y.device), y, axis=0)  # (B, K): row y[b] of the identity
 
 
 def _inference_copy(layer):
@@ -76,7 +84,7 @@ class Sequential:
             raise ValueError(f"{type(self).__name__}: all weights must share one dtype, got {sorted(map(str, dtypes))}")
         if not lr > 0:
             raise ValueError(f"{type(self).__name__}: lr must be positive, got {lr}")
-        self.layers, self.lr, self.dtype = layers, lr, dtypes.pop()
+        self.layers, self.lr = layers, lr
         self.loss = loss if loss is not None else SoftmaxCrossEntropy()
         self.sizes = (first.in_features, *(layer.out_features for layer in weighted if hasattr(layer, "out_features")))
 
@@ -86,6 +94,21 @@ class Sequential:
     @property
     def num_classes(self):
         return self.sizes[-1]
+
+    @property
+    def dtype(self):
+        """The weights' dtype (of their array library: numpy.float32, torch.float32, ...)."""
+        return self.params()[0].dtype
+
+    def to(self, backend, device=None):
+        """Move the weights to another array library, one of bareprop.core.arrays.BACKENDS ("numpy",
+        "torch", "cupy", "array_api_strict"), and device ("cpu", "cuda", ...; None: the library's default).
+        Returns the net itself, its weights the same numbers in the same dtype. Its inputs must then be
+        arrays of that library on that device; run evaluate() again before backprop()."""
+        for layer in self.layers:
+            if hasattr(layer, "W"):
+                layer.W = asarray(layer.W, backend, device)  # (I+1, O): the same bits, now there
+        return self
 
     def params(self):
         """The weight matrices, in layer order: the arrays the optimizer updates in place."""
@@ -103,19 +126,23 @@ class Sequential:
         self._check_labels(X, y)
 
     def _check_labels(self, X, y):
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise ValueError(f"{self.loss}: expected labels of shape ({len(X)},) for inputs {X.shape}, got {y.shape}")
-        if len(y) and (y.min() < 0 or y.max() >= self.num_classes):
-            raise ValueError(f"{self.loss}: labels must lie in 0..{self.num_classes - 1}, got {y.min()}..{y.max()}")
+        y = as_array(y)
+        if y.ndim != 1 or y.shape[0] != X.shape[0]:
+            raise ValueError(f"{self.loss}: expected labels of shape ({X.shape[0]},) for inputs {tuple(X.shape)}, "
+                             f"got {tuple(y.shape)}")
+        xp = namespace(y)
+        if y.shape[0] and (int(xp.min(y)) < 0 or int(xp.max(y)) >= self.num_classes):
+            raise ValueError(f"{self.loss}: labels must lie in 0..{self.num_classes - 1}, "
+                             f"got {int(xp.min(y))}..{int(xp.max(y))}")
         return y
 
     def evaluate(self, X, y):
         """Forward pass with labels (Dropout active), keeping what backprop() needs: (probs, accuracy, loss)."""
         X = as_inputs(X, self.dtype)
         y = self._check_labels(X, y)
+        xp = namespace(X)
         logits = self._forward(X)  # (B, K)
-        accuracy = (logits.argmax(axis=1) == y).mean()  # ()
+        accuracy = xp.mean(xp.astype(xp.argmax(logits, axis=1) == y, xp.float64))  # (): the share of right guesses
         probs, loss = self.loss(logits, one_hot(y, self.num_classes, self.dtype))  # (B, K), ()
         return probs, accuracy, loss
 
@@ -124,7 +151,7 @@ class Sequential:
 
         Returns the gradients in the same order as params().
         """
-        grad = self.loss.bp_input(np.ones_like(self.loss.Y))  # (B, K): dLoss/dlogits, P - Y for softmax + CE
+        grad = self.loss.bp_input(namespace(self.loss.Y).ones_like(self.loss.Y))  # (B, K): dLoss/dlogits, P - Y for softmax + CE
         grads = []
         first = next(layer for layer in self.layers if hasattr(layer, "bp_param"))
         for layer in reversed(self.layers):
@@ -155,20 +182,23 @@ class Sequential:
 
     def predict(self, X):  # (B, I) -> (B,)
         """The most probable class of each row."""
-        return self.predict_proba(X).argmax(axis=1)
+        P = self.predict_proba(X)  # (B, K)
+        return namespace(P).argmax(P, axis=1)  # (B,)
 
     def score(self, X, y, batch_size=1000):
         """(accuracy, mean loss per example) on a labelled set, without touching training state.
         For softmax + cross-entropy the loss is the mean cross-entropy."""
-        X = np.asarray(X)
+        X = as_array(X)
         y = self._check_labels(X, y)
-        correct, total_loss = 0, 0.0
-        for start in range(0, len(X), batch_size):
-            logits = self._logits(X[start:start + batch_size])  # (b, K)
-            yb = y[start:start + batch_size]  # (b,)
-            correct += int((logits.argmax(axis=1) == yb).sum())
-            total_loss += float(self.loss.per_example(logits, one_hot(yb, self.num_classes, self.dtype)).sum())
-        return correct / len(X), total_loss / len(X)
+        xp = namespace(X)
+        N, correct, total_loss = X.shape[0], 0, 0.0
+        for start in range(0, N, batch_size):
+            stop = min(start + batch_size, N)
+            logits = self._logits(X[start:stop, ...])  # (b, K)
+            yb = y[start:stop]  # (b,)
+            correct += int(xp.count_nonzero(xp.argmax(logits, axis=1) == yb))
+            total_loss += float(xp.sum(self.loss.per_example(logits, one_hot(yb, self.num_classes, self.dtype))))
+        return correct / N, total_loss / N
 
 
 class NeuralNet(Sequential):

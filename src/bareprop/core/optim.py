@@ -17,7 +17,12 @@ The bias is a row of each W (the post's trick), so weight decay reaches the bias
 
 import math
 
-import numpy as np
+from .arrays import namespace
+
+
+def _zeros_like(W):
+    """Zeros of W's shape and dtype, in W's array library and on its device."""
+    return namespace(W).zeros_like(W)
 
 
 def _lr_at(lr, t):
@@ -49,7 +54,7 @@ class SGD:
 
     def init(self, params):
         """State: the step count and one velocity per weight array (none without momentum)."""
-        velocity = [np.zeros_like(W) for W in params] if self.momentum else None
+        velocity = [_zeros_like(W) for W in params] if self.momentum else None
         return {"step": 0, "velocity": velocity}
 
     def step(self, params, grads, state):
@@ -90,7 +95,7 @@ class Adam:
 
     def init(self, params):
         """State: the step count and the two moments of each weight array."""
-        return {"step": 0, "m": [np.zeros_like(W) for W in params], "v": [np.zeros_like(W) for W in params]}
+        return {"step": 0, "m": [_zeros_like(W) for W in params], "v": [_zeros_like(W) for W in params]}
 
     def _decay(self, W, dW, lr):
         """Adam's weight decay: an L2 term added to the gradient."""
@@ -105,7 +110,7 @@ class Adam:
             g = self._decay(W, dW, lr)  # W.shape
             m = beta1 * m + (1 - beta1) * g  # W.shape
             v = beta2 * v + (1 - beta2) * g * g  # W.shape
-            W -= lr * (m / correct1) / (np.sqrt(v / correct2) + self.eps)  # W.shape
+            W -= lr * (m / correct1) / (namespace(v).sqrt(v / correct2) + self.eps)  # W.shape
             ms.append(m)
             vs.append(v)
         return {"step": t + 1, "m": ms, "v": vs}

@@ -5,10 +5,11 @@ Glossary: N examples, B batch size, I inputs, K classes.
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
+from .arrays import backend_of, namespace, same_place
+from .net import as_array
 from .optim import SGD
 
 
@@ -48,14 +49,15 @@ class TrainingDiverged(ArithmeticError):
 
 def batches(order, batch_size):
     """The epoch's batches: consecutive slices of `order` (a permutation); the last may be smaller."""
-    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+    N = order.shape[0]
+    return [order[i:min(i + batch_size, N)] for i in range(0, N, batch_size)]
 
 
 def gradient_norms(grads, batch_size, loss):
     """The norm of each weight gradient, per example: a summed gradient (reduction="sum") is divided
     by the batch size; a loss with reduction="mean" has already divided it."""
     per_example = batch_size if getattr(loss, "reduction", "sum") == "sum" else 1
-    return [float(np.linalg.norm(dW)) / per_example for dW in grads]
+    return [float(namespace(dW).linalg.vector_norm(dW)) / per_example for dW in grads]
 
 
 def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=None, y_test=None,
@@ -86,44 +88,48 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
     """
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"train: epochs and batch_size must be positive, got {epochs} and {batch_size}")
-    X, y = np.asarray(X), np.asarray(y)
+    X, y = as_array(X), as_array(y)
+    _check_place(net, X=X, y=y)
     net.check_inputs(X, y)
     _check_values("X", X)
-    if len(X) == 0:
-        raise ValueError(f"train: no training examples (X has shape {X.shape})")
+    if X.shape[0] == 0:
+        raise ValueError(f"train: no training examples (X has shape {tuple(X.shape)})")
     if X_test is not None:
-        X_test, y_test = np.asarray(X_test), np.asarray(y_test)
+        X_test, y_test = as_array(X_test), as_array(y_test)
+        _check_place(net, X_test=X_test, y_test=y_test)
         net.check_inputs(X_test, y_test)
         _check_values("X_test", X_test)
+    xp, N = namespace(X), X.shape[0]  # X's array library: the net's (bareprop.core.arrays)
     optimizer = optimizer if optimizer is not None else SGD(net.lr)  # the post's plain step
     fast = _fast_path(net, batch_size, optimizer, path, threads)  # None: the readable loop below
     state = optimizer.init(net.params())
     history = History(path="readable" if fast is None else fast.name, threads=threads)
     if resume is not None:
         history, state = resume  # the epochs done, and the optimizer's state after them
-    with _thread_limit(threads):
+    with _thread_limit(threads, backend_of(X)):
         for epoch in range(len(history.epoch), epochs):
             start = time.perf_counter()
-            order = rng.permutation(len(X))  # (N,) the epoch's examples in a fresh random order
-            n_batches = -(-len(X) // batch_size)
+            order = xp.asarray(rng.permutation(N), device=X.device)  # (N,) the epoch's examples in a fresh random order
+            n_batches = -(-N // batch_size)
             hook = None if on_batch is None else lambda i, running: on_batch(history, i, n_batches, running)
             if fast is not None:
                 loss, correct, grad_norm, state = fast.epoch(X, y, order, optimizer, state, on_step=hook)
             else:
                 loss, correct = 0.0, 0.0
                 for i, idx in enumerate(batches(order, batch_size)):
-                    _, batch_correct, batch_loss = net.evaluate(X[idx], y[idx])  # forward, keeping what backprop needs
+                    Xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)  # (B, I), (B,): the batch
+                    _, batch_correct, batch_loss = net.evaluate(Xb, yb)  # forward, keeping what backprop needs
                     if not math.isfinite(batch_loss):
                         raise TrainingDiverged(epoch, i, f"the loss is {batch_loss}")
                     grads = net.backprop()  # backward: dLoss/dW of every weighted layer
                     state = optimizer.step(net.params(), grads, state)  # update: W -= lr * dW for plain SGD
                     if i == 0:  # for the report: the gradients this step formed anyway
-                        grad_norm = gradient_norms(grads, len(idx), net.loss)
+                        grad_norm = gradient_norms(grads, idx.shape[0], net.loss)
                     correct += batch_correct / n_batches
                     loss += batch_loss / n_batches
                     if hook is not None:
                         hook(i, lambda done=(i + 1) / n_batches: (loss / done, correct / done))
-            weight_norm = [float(np.linalg.norm(W)) for W in net.params()]  # NaN or inf if any weight is
+            weight_norm = [float(xp.linalg.vector_norm(W)) for W in net.params()]  # NaN or inf if any weight is
             what = _not_finite(loss, weight_norm, grad_norm)  # the kernel's check (once an epoch) and the last step's
             if what:
                 raise TrainingDiverged(epoch, None, what)
@@ -153,12 +159,20 @@ def _not_finite(loss, weight_norm, grad_norm):
     return "" if all(map(math.isfinite, grad_norm)) else "a gradient is not a finite number"
 
 
+def _check_place(net, **arrays):
+    """Raise a ValueError unless every array is of the net's array library and on its device."""
+    for name, A in arrays.items():
+        same_place(f"train: {name}", A, net.params()[0])
+
+
 def _check_values(name, X):
     """uint8 pixels, or floats that are all finite (min and max: no copy); other integers are refused."""
-    if X.dtype.kind in "iu" and X.dtype != np.uint8:
+    xp = namespace(X)
+    if xp.isdtype(X.dtype, "integral") and X.dtype != xp.uint8:
         raise ValueError(f"train: {name} is {X.dtype}; give uint8 pixel values 0..255 (scaled to [0, 1]) "
                          f"or floats (e.g. {name}.astype(np.uint8) for 0..255 pixels)")
-    if X.dtype.kind == "f" and X.size and not (np.isfinite(X.min()) and np.isfinite(X.max())):
+    if xp.isdtype(X.dtype, "real floating") and X.shape[0] and not (
+            math.isfinite(xp.min(X)) and math.isfinite(xp.max(X))):
         raise ValueError(f"train: {name} holds NaN or infinite values")
 
 
@@ -176,8 +190,21 @@ def _fast_path(net, batch_size, optimizer, path, threads):
     return kernel.runner(net, batch_size, optimizer, threads, required=path == "kernel")
 
 
-def _thread_limit(threads):
-    """At most `threads` BLAS threads for the products below (threadpoolctl)."""
+@contextmanager
+def _thread_limit(threads, backend):
+    """At most `threads` BLAS threads for the products below (threadpoolctl), and as many of PyTorch's own
+    threads when the net's arrays are PyTorch's."""
     from threadpoolctl import threadpool_limits
 
-    return threadpool_limits(threads, user_api="blas")
+    with threadpool_limits(threads, user_api="blas"):
+        if backend != "torch":
+            yield
+            return
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(before)

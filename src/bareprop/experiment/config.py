@@ -23,6 +23,8 @@ MOMENTUM = 0.9  # optimizer "momentum" without a momentum
 ADAMW_DECAY = 0.01  # optimizer "adamw" without a weight decay
 SCHEDULES = ("none", "step", "cosine")
 PATHS = ("auto", "readable", "kernel")  # train()'s path
+BACKENDS = ("numpy", "torch", "cupy")  # the array library the net trains on (core/arrays.py)
+DEVICES = ("cpu", "cuda")
 NETS = {"cnn": "conv:8:5,pool:2,conv:16:5,pool:2,dense:64"}  # --net presets: the README's convolutional recipe
 NET_HELP = "such as conv:16:5,pool:2,dense:128 (conv:CHANNELS:KERNEL, pool:WINDOW, dense:WIDTH) or a preset: cnn"
 NOT_REPEATED = ("output", "data_dir", "offline")  # where a run writes and finds its data: from_run_json drops them
@@ -61,6 +63,8 @@ class RunConfig:
     dataset: str = "mnist"
     path: str = "auto"  # "readable", "kernel", or "auto": the kernel where it applies (see train())
     threads: int = 1  # for the kernel and BLAS; the kernel's numbers do not depend on it
+    backend: str = "numpy"  # the array library the net trains on: "numpy", "torch" or "cupy"
+    device: str = "cpu"  # where its arrays live: "cpu" or "cuda" (torch or cupy)
     plot: bool = True  # the report: report.html and the post's chart, loss_accuracy.png
     output: str | None = None  # the folder it writes; None: runs/<date>-<time>
     data_dir: str | None = None  # the dataset cache; None: $BAREPROP_DATA, else the user's cache folder
@@ -192,7 +196,8 @@ RULES = {  # setting -> (holds for a good value, what the value must be)
 
 def _choices():  # setting -> the names it may take (DATASETS is read now: tests add datasets)
     return {"activation": tuple(ACTIVATION), "init": tuple(INIT), "optimizer": OPTIMIZERS,
-            "schedule": SCHEDULES, "dataset": tuple(sorted(DATASETS)), "path": PATHS}
+            "schedule": SCHEDULES, "dataset": tuple(sorted(DATASETS)), "path": PATHS, "backend": BACKENDS,
+            "device": DEVICES}
 
 
 def _widths(value):
@@ -236,6 +241,11 @@ def _check(c):
             raise ConfigError(f"{name} applies only to optimizer 'momentum', not {c.optimizer!r}")
     if c.nesterov and c.momentum == 0:
         raise ConfigError("nesterov needs a momentum above 0")
+    if (c.backend, c.device) in (("numpy", "cuda"), ("cupy", "cpu")):
+        raise ConfigError(f"backend {c.backend} runs on {'the cpu' if c.backend == 'numpy' else 'cuda'} only, "
+                          f"not device {c.device!r}")
+    if c.backend != "numpy" and c.path == "kernel":
+        raise ConfigError(f"path 'kernel' trains NumPy arrays only, not backend {c.backend!r} (use path auto or readable)")
 
 
 # --- the objects a config describes ------------------------------------------------------------

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.arrays import to_numpy
 from ..core.layers import LAYERS, Dropout
 from ..core.losses import LOSSES
 from ..core.net import NeuralNet, Sequential
@@ -65,7 +66,8 @@ def _entries(net):
 def net_spec(net):
     """The architecture of `net` as a JSON-able dict (no weights)."""
     layers, loss = _entries(net)
-    spec = {"format": FORMAT, "version": VERSION, "dtype": net.dtype.name, "layers": layers, "loss": loss}
+    dtype = to_numpy(net.params()[0]).dtype.name  # "float32": the weights' dtype, whatever their array library
+    spec = {"format": FORMAT, "version": VERSION, "dtype": dtype, "layers": layers, "loss": loss}
     if type(net) is not NeuralNet:
         spec["net"] = "Sequential"
     return spec
@@ -76,7 +78,7 @@ def save(net, path):
     arrays = {"spec": np.array(json.dumps(net_spec(net), allow_nan=False))}
     for i, layer in enumerate(net.layers):
         if hasattr(layer, "W"):
-            arrays[f"layers.{i}.W"] = layer.W
+            arrays[f"layers.{i}.W"] = to_numpy(layer.W)  # the same bits, from any array library
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(Path(path), buffer.getvalue())

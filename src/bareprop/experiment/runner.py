@@ -10,6 +10,7 @@ trains it also holds checkpoint.npz, everything needed to continue it (resume_ru
 model.npz and run.json after every epoch; a complete run removes it. See docs/reliability.md.
 """
 
+import copy
 import io
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.arrays import asarray, backend_of, to_numpy
 from ..core.train import History, TrainingDiverged, train
 from ..data import load_dataset
 from ..files import atomic_write
@@ -89,7 +91,9 @@ def run(config, *, data=None, on_epoch=None, on_batch=None, progress=None, overw
     optimizer = build_optimizer(config, total_steps=config.epochs * -(-len(X) // config.batch_size))
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)  # the one generator: the weights, then shuffling and dropout
-    net = build_net(config, rng)
+    net = build_net(config, rng)  # drawn with NumPy on every backend: a seed means one net
+    on = _backend(config)  # arrays -> arrays of config.backend on config.device (a ConfigError if it cannot)
+    net.to(config.backend, config.device)
     _check_kernel(config, net, optimizer)
     out, lock = claim_run(config) if resume else make_output(config.output, overwrite=overwrite)  # checks passed
     try:
@@ -98,8 +102,8 @@ def run(config, *, data=None, on_epoch=None, on_batch=None, progress=None, overw
         folder.begin(saved)
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # a run diverging: TrainingDiverged says so, once
-                history = train(net, X, y, epochs=config.epochs, batch_size=config.batch_size, rng=rng,
-                                optimizer=optimizer, X_test=X_test, y_test=y_test, on_epoch=on_epoch,
+                history = train(net, on(X), on(y), epochs=config.epochs, batch_size=config.batch_size, rng=rng,
+                                optimizer=optimizer, X_test=on(X_test), y_test=on(y_test), on_epoch=on_epoch,
                                 on_batch=on_batch, path=config.path, threads=config.threads,
                                 resume=None if saved is None else saved[:2], on_checkpoint=folder.checkpoint)
         except TrainingDiverged as e:
@@ -165,13 +169,14 @@ def write_run(out, config, net, history, seconds, X_test, y_test):
     from .modelfile import save
 
     save(net, out / "model.npz")
+    shown = net if backend_of(net.params()[0]) == "numpy" else copy.deepcopy(net).to("numpy")  # the report's: NumPy
     manifest = build_manifest(config.to_dict(), history, seconds, dataset_sha256(config.dataset, config.data_dir),
                               kernel_isa=_kernel_isa() if history.path == "kernel" else None)
     atomic_write(out / "run.json", manifest_json(manifest))
     if config.plot:
         from ..report.page import write_report
 
-        write_report(out, net, history, manifest, X_test, y_test, pngs=["loss_accuracy"])  # the other PNGs: build_report
+        write_report(out, shown, history, manifest, X_test, y_test, pngs=["loss_accuracy"])  # the other PNGs: build_report
     return RunResult(out, config, net, history, manifest)
 
 
@@ -414,6 +419,7 @@ def write_checkpoint(path, net, state, rng, history, seconds, examples):
     meta = {"format": CHECKPOINT_FORMAT, "version": 1, "epochs_done": len(history.epoch), "seconds": seconds,
             "examples": examples, "state": kinds, "rng": rng.bit_generator.state, "history": _finite(history.to_dict())}
     arrays.update({f"W.{i}": W for i, W in enumerate(net.params())})
+    arrays = {name: to_numpy(A) for name, A in arrays.items()}  # from the net's array library, if not NumPy
     buffer = io.BytesIO()
     np.savez(buffer, meta=np.array(json.dumps(meta, allow_nan=False)), **arrays)
     atomic_write(path, buffer.getvalue())
@@ -430,7 +436,8 @@ def read_checkpoint(out, net, optimizer, rng, examples):
         if read_manifest(out / "run.json").get("epochs_done"):
             raise ConfigError(f"{path}: missing, though run.json records finished epochs: cannot resume")
         return None  # killed before its first epoch ended: it starts again, the same numbers
-    template = optimizer.init(net.params())
+    params = [to_numpy(W) for W in net.params()]
+    template = optimizer.init(params)
     try:
         if not zipfile.is_zipfile(path):  # np.load would guess at other formats (a pickle, a .npy)
             raise ValueError("not an .npz archive")
@@ -447,7 +454,7 @@ def read_checkpoint(out, net, optimizer, rng, examples):
                 state[key] = kind
         weights = [files.pop(f"W.{i}") for i in range(len(net.params()))]
         _check_like("optimizer state", state, template)
-        _check_like("weights", weights, net.params())
+        _check_like("weights", weights, params)
         if files:
             raise ValueError(f"unexpected arrays {', '.join(sorted(files))}")
         history = History.from_dict(meta["history"])
@@ -460,8 +467,11 @@ def read_checkpoint(out, net, optimizer, rng, examples):
         raise ConfigError(f"{path}: damaged or not this run's checkpoint ({problem})") from None
     if meta.get("examples") != examples:
         raise ConfigError(f"{path}: the run trained on {meta.get('examples')} examples, not the {examples} given")
+    backend, device = backend_of(net.params()[0]), net.params()[0].device
     for W, saved in zip(net.params(), weights):
-        W[...] = saved  # in place: the net's own arrays
+        W[...] = asarray(saved, backend, device)  # in place: the net's own arrays
+    state = {key: [asarray(a, backend, device) for a in value] if isinstance(value, list) else value
+             for key, value in state.items()}  # on the net's array library and device
     return history, state, seconds
 
 
@@ -484,6 +494,18 @@ def _check_like(what, ours, template):
 
 def _one_line(error):
     return (str(error).splitlines() or [type(error).__name__])[0]
+
+
+def _backend(config):
+    """A function moving NumPy arrays to config.backend on config.device; a ConfigError (one line) where the
+    library or the device is missing."""
+    if config.backend == "numpy":
+        return lambda A: A
+    try:
+        asarray(np.zeros(1), config.backend, config.device)  # the library imports, the device is there
+    except (ImportError, RuntimeError) as e:
+        raise ConfigError(f"backend {config.backend} on {config.device}: {_one_line(e)}") from None
+    return lambda A: asarray(A, config.backend, config.device)
 
 
 def _check_kernel(config, net, optimizer):

@@ -43,6 +43,8 @@ def why_not(net, optimizer):
             and not callable(optimizer.lr)):
         return "its optimizer is not plain SGD at a constant lr"
     Ws = net.params()
+    if not all(isinstance(W, np.ndarray) for W in Ws):
+        return "its weights are not NumPy arrays (the kernel runs on NumPy's; others take the readable path)"
     if Ws[0].dtype not in (np.float32, np.float64) or any(W.dtype != Ws[0].dtype for W in Ws):
         return f"its weights are {', '.join(sorted({str(W.dtype) for W in Ws}))}, not all float32 or all float64"
     if not all(W.flags.c_contiguous and W.flags.writeable for W in Ws):
