@@ -279,6 +279,9 @@ def test_train_on_torch_records_backend_and_device_and_resumes_to_the_same_bits(
     assert backend_of(whole.net.params()[0]) == "torch"
     manifest = json.loads((whole.out / "run.json").read_text())
     assert (manifest["config"]["backend"], manifest["config"]["device"]) == ("torch", "cpu")
+    import torch
+
+    assert manifest["versions"]["torch"] == torch.__version__ and manifest["path"] == "readable"
 
     def stop_after_1(history):
         if len(history.epoch) == 1:

@@ -5,7 +5,7 @@
     seed              the seed again, at the top where people look for it
     path, threads     the path train() took ("readable" or "kernel") and the threads it was given
     kernel_isa        the instructions the compiled kernel was built for ("avx2+fma", ...); null off the kernel
-    versions          Python, NumPy, bareprop
+    versions          Python, NumPy, bareprop, and the library of config's backend if it is not NumPy
     data              the SHA-256 of each dataset file (the decompressed payload, checked on load)
     history           per-epoch metrics and timings (History.to_dict())
     seconds           wall-clock seconds of the run: building the net and training
@@ -41,6 +41,16 @@ def dataset_sha256(name, data_dir=None):
     return {f"{ds.name}/{file.removesuffix('.gz')}": sha for file, sha in sorted({**recorded, **ds.sha256}.items())}
 
 
+def _versions(backend, numpy_version, bareprop_version):
+    """Python's, NumPy's and bareprop's versions, and the backend's library's if it is another (torch, cupy)."""
+    versions = {"python": platform.python_version(), "numpy": numpy_version, "bareprop": bareprop_version}
+    if backend != "numpy":
+        import importlib
+
+        versions[backend] = importlib.import_module(backend).__version__
+    return versions
+
+
 def build_manifest(config, history, seconds, data, kernel_isa=None, status="complete"):
     """The manifest of a run (finished unless `status` says otherwise), as a JSON-able dict. `config`
     is a dict holding "seed"; `data` the dataset's SHA-256s (dataset_sha256); kernel_isa that of the
@@ -57,7 +67,7 @@ def build_manifest(config, history, seconds, data, kernel_isa=None, status="comp
         "path": history.path,
         "threads": history.threads,
         "kernel_isa": kernel_isa,
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "bareprop": __version__},
+        "versions": _versions(config.get("backend", "numpy"), np.__version__, __version__),
         "data": data,
         "history": history.to_dict(),
         "seconds": seconds,
