@@ -282,10 +282,11 @@ def time_process(reps, epochs):
     """Wall time and peak RSS of the whole `bareprop train --no-plot` process."""
     walls, rss = [], []
     with tempfile.TemporaryDirectory() as out:
-        for _ in range(reps):
+        for rep in range(reps):
             start = time.perf_counter()
             proc = subprocess.run([sys.executable, "-c", CLI_WITH_RSS, "train", "--no-plot", "--epochs", str(epochs),
-                                   "--output", out], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                   "--output", os.path.join(out, f"run-{rep}")],  # a folder per run: one run each
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                   env={**os.environ, "PYTHONPATH": os.path.dirname(os.path.abspath(__file__))})
             walls.append(time.perf_counter() - start)
             if proc.returncode != 0:

@@ -85,3 +85,19 @@ def test_bad_flags_are_one_line_and_exit_2():
         result = subprocess.run([sys.executable, "-m", "bareprop", "gradcheck", *args], capture_output=True, text=True, timeout=300)
         assert result.returncode == 2 and result.stdout == ""
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_backend_runs_every_layer_on_that_library_and_catches_a_broken_one_there(monkeypatch, capsys):
+    assert main(["gradcheck", "--backend", "array_api_strict", "--batch", "2", "--width", "3"]) == 0
+    rows = table_rows(capsys.readouterr().out)[1:]
+    assert {row[0].split("(")[0] for row in rows} == {cls.__name__ for cls in REFERENCES} and len(rows) > 30
+    monkeypatch.setitem(REFERENCES, MasklessReLU, Reference(build=lambda width, rng: MasklessReLU(),
+                                                            torch=REFERENCES[ReLU].torch))
+    assert main(["gradcheck", "--backend", "array_api_strict", "--no-torch"]) == 1
+    assert "MasklessReLU(): dX is wrong at [" in capsys.readouterr().out
+
+
+def test_a_backend_that_is_not_installed_is_a_one_line_error(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    assert main(["gradcheck", "--backend", "cupy"]) == 2
+    assert capsys.readouterr().err == "bareprop: error: the cupy backend needs cupy: pip install 'bareprop[cupy]'\n"

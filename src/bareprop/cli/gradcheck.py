@@ -1,7 +1,8 @@
 """`bareprop gradcheck`: every registered layer's backward pass against finite differences (and
 PyTorch, if installed), as a table. Parsing and printing only; the checks are check/'s."""
 
-from .args import positive
+from ..core.arrays import BACKENDS
+from .args import UsageError, positive
 
 BATCH, WIDTH = 4, 5  # the default shape of the random input
 
@@ -18,6 +19,8 @@ def add_gradcheck_parser(commands):
     check.add_argument("--width", type=positive(int), default=WIDTH, help=f"columns of the random input (default {WIDTH})")
     check.add_argument("--seed", type=int, default=0, help="seed for the weights, inputs and upstream gradients (default 0)")
     check.add_argument("--no-torch", dest="torch", action="store_false", help="finite differences only; skip PyTorch")
+    check.add_argument("--backend", choices=BACKENDS, default="numpy",
+                       help="run the layers on this array library's arrays, on its default device (default numpy; see docs/gpu.md)")
 
 
 def gradcheck_table(results):
@@ -35,10 +38,8 @@ def run_gradcheck(args):
     """Print the table for every registered layer; return 1 if any check failed, else 0."""
     import numpy as np
 
-    try:
-        from ..check.references import check_registered
-    except ImportError:  # before check/ split its PyTorch references out of gradcheck.py
-        from ..check.gradcheck import check_registered
+    from ..check.gradcheck import check_registered
+    from ..core.arrays import library
 
     with_torch = args.torch
     if with_torch:
@@ -48,7 +49,12 @@ def run_gradcheck(args):
             with_torch = False
             print("PyTorch is not installed: checking against finite differences only "
                   "(pip install 'bareprop[torch]' for both)")
-    results = check_registered((args.batch, args.width), rng=np.random.default_rng(args.seed), with_torch=with_torch)
+    try:
+        library(args.backend)
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    results = check_registered((args.batch, args.width), rng=np.random.default_rng(args.seed), with_torch=with_torch,
+                               backend=args.backend)
     print(gradcheck_table(results))
     for result in results:
         if not result.ok:

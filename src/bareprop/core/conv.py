@@ -55,17 +55,19 @@ def im2col(X, k, stride=1, padding=0, out=None):  # (B, C, H, W) -> (N, F)
     Ho, Wo = out_size(H, k, stride, padding), out_size(Wd, k, stride, padding)
     F = C * k * k
     Xp = pad(X, padding)  # (B, C, H+2p, W+2p)
-    # number (c, di, dj) of the patch at (i, j) is pixel (i*s + di, j*s + dj) of channel c: for one offset
-    # (di, dj), that number of every patch and channel is one strided slice of the image (rows di, di + s,
-    # ..., di + s*(Ho - 1), and columns alike)
-    offsets = xp.stack([Xp[:, :, di:di + stride * (Ho - 1) + 1:stride, dj:dj + stride * (Wo - 1) + 1:stride]
-                        for di in range(k) for dj in range(k)])  # (k*k, B, C, Ho, Wo)
-    offsets = xp.reshape(offsets, (k, k, B, C, Ho, Wo))  # [di, dj, b, c, i, j]
-    rows = xp.reshape(xp.permute_dims(offsets, (2, 4, 5, 3, 0, 1)), (B, Ho, Wo, F))  # [b, i, j, (c, di, dj)]
-    if out is None:
-        return xp.reshape(rows, (B * Ho * Wo, F))  # (N, F): one patch a row
-    out[..., :F] = rows  # (B, Ho, Wo, F) of the (B, Ho, Wo, F') buffer
-    return out
+    rows = xp.empty((B, Ho, Wo, F), dtype=X.dtype, device=X.device) if out is None else out  # (B, Ho, Wo, F')
+    # the first F columns seen as (B, Ho, Wo, C, k, k): splitting F keeps a view (copy=False makes that an
+    # error, never a silent copy, on a library that could not)
+    patches = xp.reshape(rows[..., :F], (B, Ho, Wo, C, k, k), copy=False)  # [b, i, j, c, di, dj]
+    for c in range(C):
+        # number (c, di, dj) of the patch at (i, j) is pixel (i*s + di, j*s + dj) of channel c: for one
+        # offset (di, dj), that number of every patch is one strided slice of the channel (rows di, di + s,
+        # ..., di + s*(Ho - 1), and columns alike)
+        offsets = xp.stack([Xp[:, c, di:di + stride * (Ho - 1) + 1:stride, dj:dj + stride * (Wo - 1) + 1:stride]
+                            for di in range(k) for dj in range(k)])  # (k*k, B, Ho, Wo)
+        offsets = xp.reshape(offsets, (k, k, B, Ho, Wo))  # [di, dj, b, i, j]
+        patches[:, :, :, c, :, :] = xp.permute_dims(offsets, (2, 3, 4, 0, 1))  # (B, Ho, Wo, k, k)
+    return xp.reshape(rows, (B * Ho * Wo, F)) if out is None else out  # (N, F): one patch a row; or the buffer
 
 
 def col2im(cols, shape, k, stride=1, padding=0):  # (N, F) -> (B, C, H, W)

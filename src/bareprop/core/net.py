@@ -25,7 +25,9 @@ def as_inputs(X, dtype):  # (B, I) -> (B, I)
     X = as_array(X)
     xp = namespace(X)  # X's array library (bareprop.core.arrays)
     if X.dtype == xp.uint8:
-        return xp.astype(X, dtype) / 255  # (B, I) in [0, 1]
+        X = xp.astype(X, dtype)  # (B, I), a new array of pixel values 0..255
+        X /= 255  # (B, I) in [0, 1], in place
+        return X
     return xp.astype(X, dtype, copy=False)  # (B, I)
 
 
