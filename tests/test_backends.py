@@ -313,3 +313,90 @@ def test_the_posts_whole_run_on_torch_reaches_numpys_accuracy(tmp_path, capsys):
         accuracy[name] = json.loads((tmp_path / name / "run.json").read_text())["history"]["test_acc"][-1]
     capsys.readouterr()
     assert accuracy["numpy"] >= 0.96 and abs(accuracy["torch"] - accuracy["numpy"]) <= 0.001, accuracy
+
+
+# --- nothing leaves the arrays' device ------------------------------------------------------
+
+def test_every_array_is_made_on_the_inputs_device():
+    """array-api-strict has devices of its own and refuses to mix them: a net, its data and everything
+    made on the way (padding, patches, ones columns, masks, one-hot rows, the epoch's order, optimizer
+    state) on its 'device1' trains and predicts there, as it would on a GPU."""
+    import array_api_strict as xs
+
+    device, rng = xs.Device("device1"), np.random.default_rng(0)
+    net = bp.Sequential([Reshape((1, 8, 8)), Conv2d(1, 3, 3, padding=1, rng=rng), ReLU(), MaxPool2d(2),
+                         Flatten(), Dropout(0.2, rng=rng), Linear(3 * 4 * 4, 4, rng=rng)])
+    net.to("array_api_strict", device)
+    assert all(W.device == device for W in net.params())
+    on = lambda A: asarray(A, "array_api_strict", device)  # noqa: E731
+    X, y = on(rng.integers(0, 256, (40, 64), dtype=np.uint8)), on(rng.integers(0, 4, 40))
+    for optimizer in (bp.Adam(0.01), bp.SGD(0.01, momentum=0.9)):
+        history = bp.train(net, X, y, X_test=X, y_test=y, epochs=1, batch_size=16, optimizer=optimizer,
+                           rng=np.random.default_rng(1))
+        assert np.isfinite(history.test_loss[0])
+    assert net.predict(X).device == device and net.predict_proba(X).device == device
+    images = on(rng.normal(size=(2, 3, 5, 5)))
+    cols = bp.im2col(images, 3, 2, 1)
+    assert cols.device == device and bp.col2im(cols, (2, 3, 5, 5), 3, 2, 1).device == device
+
+
+def test_im2col_and_col2im_keep_the_dtype():
+    X = np.random.default_rng(0).normal(size=(2, 3, 5, 5)).astype(np.float32)
+    cols = bp.im2col(X, 3, 1, 1)
+    assert cols.dtype == np.float32 and bp.col2im(cols, X.shape, 3, 1, 1).dtype == np.float32
+
+
+def test_numpy_is_its_own_namespace_and_lists_are_taken_as_numpy_arrays(mnist_subset):
+    assert library("numpy") is np and namespace(np.zeros(1)) is np
+    X, y = mnist_subset
+    X = X[:64] / 255  # (64, 784) float64: as a list, floats (a list of ints would be int64, which train refuses)
+    net = bp.NeuralNet((784, 8, 10), rng=np.random.default_rng(0))
+    history = bp.train(net, X.tolist(), y[:64].tolist(), X_test=X[:32].tolist(), y_test=y[:32].tolist(),
+                       epochs=1, rng=np.random.default_rng(0), path="readable")
+    assert history.test_acc[0] == net.score(X[:32], y[:32])[0] == net.score(X[:32].tolist(), y[:32].tolist())[0]
+    np.testing.assert_array_equal(net.predict(X[:5].tolist()), net.predict(X[:5]))
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("which", ["X", "y", "X_test", "y_test"])
+def test_each_input_must_be_on_the_nets_library(which, mnist_subset):
+    X, y = mnist_subset
+    net = bp.NeuralNet((784, 8, 10), rng=np.random.default_rng(0)).to("torch")
+    inputs = {name: asarray(A, "torch") for name, A in dict(X=X, y=y, X_test=X, y_test=y).items()}
+    inputs[which] = np.asarray(inputs[which])  # this one left as NumPy
+    with pytest.raises(ValueError, match=rf"^train: {which} is a numpy array on cpu, but the net's weights are torch"):
+        bp.train(net, inputs.pop("X"), inputs.pop("y"), epochs=1, rng=np.random.default_rng(0), **inputs)
+
+
+def test_dropout_draws_float32_uniforms_whatever_the_dtype_or_library():
+    """The mask is `uniform >= p_drop` with float32 uniforms from the layer's generator: one stream, so a
+    seed gives the same mask in float32 and float64 and on every library."""
+    expected = (np.random.default_rng(7).random((6, 5), dtype=np.float32) >= 0.3) / 0.7
+    for dtype in (np.float32, np.float64):
+        for backend in ("numpy", "array_api_strict"):
+            layer = Dropout(0.3, rng=np.random.default_rng(7))
+            out = to_numpy(layer(asarray(np.ones((6, 5), dtype), backend)))
+            np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_the_registry_checks_run_the_layers_on_the_library_asked_for(monkeypatch):
+    """A layer that works on NumPy only (a method the standard lacks) passes on NumPy and fails on
+    array-api-strict, in both the finite-difference and the PyTorch checks."""
+    class NumPyOnlyReLU(ReLU):
+        def __repr__(self):
+            return "NumPyOnlyReLU()"
+
+        def bp_input(self, grad):
+            return grad.clip(0) * 0 + grad * self.mask  # .clip: a NumPy method, not the standard's
+
+    monkeypatch.setitem(REFERENCES, NumPyOnlyReLU, bp.check.references.Reference(
+        build=lambda width, rng: NumPyOnlyReLU(), torch=REFERENCES[ReLU].torch))
+    from bareprop.check.gradcheck import check_registered
+
+    def results(backend):
+        found = check_registered((3, 4), rng=np.random.default_rng(0), backend=backend)
+        return [r for r in found if r.layer == "NumPyOnlyReLU()"]
+
+    assert [r.ok for r in results("numpy")] == [True, True]
+    strict = results("array_api_strict")
+    assert [r.ok for r in strict] == [False, False] and all("bp_input raised" in r.message for r in strict)
