@@ -78,7 +78,7 @@ def asarray(A, backend, device=None):
         return A
     if backend == "torch" and device is not None:
         _check_torch_device(device)
-    return xp.asarray(A) if device is None else xp.asarray(A, device=device)
+    return xp.asarray(A, device=device)
 
 
 def _check_torch_device(device):
