@@ -29,6 +29,11 @@ def namespace(*arrays):
     return array_namespace(*arrays)
 
 
+def as_array(A):
+    """A itself if it is an array (of any library), else A as a NumPy array (a list of rows, say)."""
+    return A if hasattr(A, "shape") and hasattr(A, "dtype") else np.asarray(A)
+
+
 def backend_of(A):
     """The name of the library A belongs to, one of BACKENDS (or its module's name, if none of them)."""
     if isinstance(A, np.ndarray):

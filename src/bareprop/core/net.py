@@ -8,15 +8,10 @@ import copy
 
 import numpy as np
 
-from .arrays import asarray, namespace
+from .arrays import as_array, asarray, namespace
 from .init import xavier_uniform
 from .layers import Dropout, Linear, ReLU, _check_width
 from .losses import SoftmaxCrossEntropy
-
-
-def as_array(A):
-    """A itself if it is an array (of any library), else A as a NumPy array (a list of rows, say)."""
-    return A if hasattr(A, "shape") and hasattr(A, "dtype") else np.asarray(A)
 
 
 def as_inputs(X, dtype):  # (B, I) -> (B, I)
@@ -133,9 +128,9 @@ class Sequential:
             raise ValueError(f"{self.loss}: expected labels of shape ({X.shape[0]},) for inputs {tuple(X.shape)}, "
                              f"got {tuple(y.shape)}")
         xp = namespace(y)
-        if y.shape[0] and (int(xp.min(y)) < 0 or int(xp.max(y)) >= self.num_classes):
-            raise ValueError(f"{self.loss}: labels must lie in 0..{self.num_classes - 1}, "
-                             f"got {int(xp.min(y))}..{int(xp.max(y))}")
+        low, high = (int(xp.min(y)), int(xp.max(y))) if y.shape[0] else (0, 0)
+        if low < 0 or high >= self.num_classes:
+            raise ValueError(f"{self.loss}: labels must lie in 0..{self.num_classes - 1}, got {low}..{high}")
         return y
 
     def evaluate(self, X, y):

@@ -8,8 +8,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
-from .arrays import backend_of, namespace, same_place
-from .net import as_array
+from .arrays import as_array, backend_of, namespace, same_place
 from .optim import SGD
 
 
