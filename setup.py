@@ -1,4 +1,4 @@
-"""Builds the private compiled fast path, bareprop.fast._kernel (see src/bareprop/fast/_kernel.c).
+"""Builds the private compiled fast paths, bareprop.fast._kernel and bareprop.fast._conv (src/bareprop/fast/).
 
 Everything else about the package is in pyproject.toml. The extension is optional: it is built
 with OpenMP where the compiler has it, without where it has not, and skipped (with a warning) where
@@ -39,7 +39,8 @@ setup(
             "bareprop.fast._kernel",
             sources=["src/bareprop/fast/_kernel.c"],
             depends=["src/bareprop/fast/_kernel_body.h", "src/bareprop/fast/_kernel_types.h"],
-        )
+        ),
+        Extension("bareprop.fast._conv", sources=["src/bareprop/fast/_conv.c"], depends=["src/bareprop/fast/_conv_body.h"]),
     ],
     cmdclass={"build_ext": BuildKernel},
 )

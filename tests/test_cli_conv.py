@@ -81,7 +81,7 @@ def test_a_cnn_trains_from_the_command_line_and_its_model_is_evaluated_asked_and
             "--lr", "0.001", *small_kmnist]
     assert main([*argv, "--output", str(out)]) == 0
     first = capsys.readouterr().out.splitlines()
-    assert "; readable path, 1 thread; " in first[-1]  # the kernel trains MLPs only
+    assert "; readable path, 1 thread; " in first[-1]  # 3 channels: the compiled twin takes multiples of 8
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["config"]["net"] == "conv:3:5,pool:2,dense:8" and manifest["config"]["hidden"] is None
     net = bp.load(out / "model.npz")
@@ -106,3 +106,22 @@ def test_a_cnn_trains_from_the_command_line_and_its_model_is_evaluated_asked_and
     assert main(["train", "--config", str(out / "run.json"), *small_kmnist, "--output", str(tmp_path / "again")]) == 0
     again = capsys.readouterr().out.splitlines()
     assert [line.rsplit(" | ", 1)[0] for line in again[:-1]] == [line.rsplit(" | ", 1)[0] for line in first[:-1]]
+
+
+def test_a_cnn_of_channels_in_eights_trains_on_the_compiled_twin_and_says_so(small_kmnist, tmp_path, capsys):
+    """--net with 8 and 16 channels: the compiled twin (fast/conv.py) by default, named in the last line and
+    run.json with its instructions; --path readable gives the same figures to rounding."""
+    from bareprop.fast.conv import _conv
+
+    argv = ["train", "--net", "conv:8:3,pool:2,conv:16:3,pool:2,dense:8", "--epochs", "1", "--batch-size", "16",
+            "--no-plot", *small_kmnist]
+    assert main([*argv, "--output", str(tmp_path / "twin")]) == 0
+    assert "; kernel path, 1 thread; " in capsys.readouterr().out.splitlines()[-1]
+    twin = json.loads((tmp_path / "twin" / "run.json").read_text())
+    assert (twin["path"], twin["kernel_isa"]) == ("kernel", _conv.ISA)
+    assert main([*argv, "--path", "readable", "--output", str(tmp_path / "readable")]) == 0
+    assert "; readable path, 1 thread; " in capsys.readouterr().out.splitlines()[-1]
+    readable = json.loads((tmp_path / "readable" / "run.json").read_text())
+    assert readable["kernel_isa"] is None
+    np.testing.assert_allclose(twin["history"]["train_loss"], readable["history"]["train_loss"], rtol=1e-5)
+    np.testing.assert_allclose(twin["history"]["test_loss"], readable["history"]["test_loss"], rtol=1e-4)

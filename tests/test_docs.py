@@ -38,3 +38,28 @@ def test_every_registered_layer_has_its_derivation():
     headings = set(re.findall(r"^## (\w+)$", (DOCS / "derivations.md").read_text(), re.M))
     missing = [cls.__name__ for cls in REFERENCES if cls.__name__ not in headings]
     assert not missing, f"docs/derivations.md has no '## Name' section for {missing} (see docs/adding-a-layer.md)"
+
+
+ROOT = DOCS.parent
+
+
+def test_the_readmes_links_go_to_files_that_exist():
+    links = [link for link in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", (ROOT / "README.md").read_text())
+             if not link.startswith("https://")]
+    assert len(links) >= 10
+    for link in links:
+        assert (ROOT / link).exists(), link
+
+
+def test_the_readmes_step_and_layer_are_the_codes_lines():
+    """The README's three-line step and Linear's math, line for line in core/train.py and core/layers.py."""
+    readme = (ROOT / "README.md").read_text()
+    step, layer = re.findall(r"```python\n(.*?)```", readme, re.S)[1], re.findall(r"```python\n(.*?)```", readme, re.S)[0]
+    train_lines = {line.strip() for line in (ROOT / "src/bareprop/core/train.py").read_text().splitlines()}
+    assert all(line.strip() in train_lines for line in step.splitlines() if line.strip())
+    layers = (ROOT / "src/bareprop/core/layers.py").read_text()
+    math = [line.strip() for line in layer.splitlines() if "#" in line and "def " not in line]
+    assert len(math) == 6
+    for line in math:
+        code = line.split("#")[0].strip().removeprefix("return ")
+        assert code in layers, line

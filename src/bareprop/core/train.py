@@ -59,6 +59,30 @@ def gradient_norms(grads, batch_size, loss):
     return [float(namespace(dW).linalg.vector_norm(dW)) / per_example for dW in grads]
 
 
+def run_epoch(net, X, y, order, batch_size, optimizer, state, on_step=None, epoch=0):
+    """One epoch of the post's step over the permutation `order`, in batches of batch_size: (loss, accuracy,
+    the gradient norms of its first batch, optimizer state), loss and accuracy averaged over the batches as
+    in the post. on_step(i, running), if given, is called after batch i; running() gives the epoch's (loss,
+    accuracy) so far. `epoch` only names the epoch in a TrainingDiverged."""
+    xp = namespace(X)
+    n_batches = -(-X.shape[0] // batch_size)
+    loss, correct = 0.0, 0.0
+    for i, idx in enumerate(batches(order, batch_size)):
+        Xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)  # (B, I), (B,): the batch
+        _, batch_correct, batch_loss = net.evaluate(Xb, yb)  # forward, keeping what backprop needs
+        if not math.isfinite(batch_loss):
+            raise TrainingDiverged(epoch, i, f"the loss is {batch_loss}")
+        grads = net.backprop()  # backward: dLoss/dW of every weighted layer
+        state = optimizer.step(net.params(), grads, state)  # update: W -= lr * dW for plain SGD
+        if i == 0:  # for the report: the gradients this step formed anyway
+            grad_norm = gradient_norms(grads, idx.shape[0], net.loss)
+        correct += batch_correct / n_batches
+        loss += batch_loss / n_batches
+        if on_step is not None:
+            on_step(i, lambda done=(i + 1) / n_batches: (loss / done, correct / done))
+    return loss, correct, grad_norm, state
+
+
 def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=None, y_test=None,
           on_epoch=None, on_batch=None, path="auto", threads=1, resume=None, on_checkpoint=None):
     """Train `net` on minibatches, reshuffled every epoch by `rng`, and return its History.
@@ -72,10 +96,12 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
     the epochs before and a function giving the epoch's running (loss, accuracy), computed only
     when called (on the kernel path: after every 16 batches and after the epoch's last).
 
-    path: "readable" runs the loop below; "kernel" runs each epoch on the private compiled kernel
-    (the same steps in C, skipping zero inputs; equal to this loop to rounding; see docs/speed.md),
-    which takes the post's kind of net (Linear/ReLU layers, softmax + cross-entropy summed, plain
-    SGD at a constant lr) and is an error for others; "auto" takes the kernel where it applies.
+    path: "readable" runs the post's loop (run_epoch) on the net's layers; "kernel" runs each epoch on a
+    private compiled path (equal to that loop to rounding; see docs/speed.md): for the post's kind of net
+    (Linear/ReLU layers, softmax + cross-entropy summed, plain SGD at a constant lr) the kernel, the same
+    steps in C skipping zero inputs; for a convolutional net (float32, channels in multiples of 8) the
+    same loop on a twin whose image layers are compiled; an error for other nets. "auto" takes the
+    compiled path where it applies.
     threads: the threads the kernel and BLAS may use (1 by default: robust on a busy machine).
     The kernel gives the same numbers on any number of threads; BLAS may round differently.
 
@@ -112,22 +138,9 @@ def train(net, X, y, *, epochs=10, batch_size=64, rng, optimizer=None, X_test=No
             n_batches = -(-N // batch_size)
             hook = None if on_batch is None else lambda i, running: on_batch(history, i, n_batches, running)
             if fast is not None:
-                loss, correct, grad_norm, state = fast.epoch(X, y, order, optimizer, state, on_step=hook)
+                loss, correct, grad_norm, state = fast.epoch(X, y, order, optimizer, state, on_step=hook, epoch=epoch)
             else:
-                loss, correct = 0.0, 0.0
-                for i, idx in enumerate(batches(order, batch_size)):
-                    Xb, yb = xp.take(X, idx, axis=0), xp.take(y, idx, axis=0)  # (B, I), (B,): the batch
-                    _, batch_correct, batch_loss = net.evaluate(Xb, yb)  # forward, keeping what backprop needs
-                    if not math.isfinite(batch_loss):
-                        raise TrainingDiverged(epoch, i, f"the loss is {batch_loss}")
-                    grads = net.backprop()  # backward: dLoss/dW of every weighted layer
-                    state = optimizer.step(net.params(), grads, state)  # update: W -= lr * dW for plain SGD
-                    if i == 0:  # for the report: the gradients this step formed anyway
-                        grad_norm = gradient_norms(grads, idx.shape[0], net.loss)
-                    correct += batch_correct / n_batches
-                    loss += batch_loss / n_batches
-                    if hook is not None:
-                        hook(i, lambda done=(i + 1) / n_batches: (loss / done, correct / done))
+                loss, correct, grad_norm, state = run_epoch(net, X, y, order, batch_size, optimizer, state, hook, epoch)
             weight_norm = [float(xp.linalg.vector_norm(W)) for W in net.params()]  # NaN or inf if any weight is
             what = _not_finite(loss, weight_norm, grad_norm)  # the kernel's check (once an epoch) and the last step's
             if what:
@@ -184,9 +197,9 @@ def _fast_path(net, batch_size, optimizer, path, threads):
         raise ValueError(f"train: threads must be a positive integer, got {threads!r}")
     if path == "readable":
         return None
-    from ..fast import kernel
+    from .. import fast
 
-    return kernel.runner(net, batch_size, optimizer, threads, required=path == "kernel")
+    return fast.runner(net, batch_size, optimizer, threads, required=path == "kernel")
 
 
 @contextmanager

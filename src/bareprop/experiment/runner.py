@@ -171,7 +171,7 @@ def write_run(out, config, net, history, seconds, X_test, y_test):
     save(net, out / "model.npz")
     shown = net if backend_of(net.params()[0]) == "numpy" else copy.deepcopy(net).to("numpy")  # the report's: NumPy
     manifest = build_manifest(config.to_dict(), history, seconds, dataset_sha256(config.dataset, config.data_dir),
-                              kernel_isa=_kernel_isa() if history.path == "kernel" else None)
+                              kernel_isa=_kernel_isa(net) if history.path == "kernel" else None)
     atomic_write(out / "run.json", manifest_json(manifest))
     if config.plot:
         from ..report.page import write_report
@@ -399,7 +399,7 @@ class _Folder:
 
         history = History.from_dict(figures)
         manifest = build_manifest(self.config.to_dict(), history, seconds, self.data,
-                                  kernel_isa=_kernel_isa() if history.path == "kernel" else None, status=status)
+                                  kernel_isa=_kernel_isa(self.net) if history.path == "kernel" else None, status=status)
         atomic_write(self.out / "run.json", manifest_json({**manifest, **extra}))
 
 
@@ -509,18 +509,19 @@ def _backend(config):
 
 
 def _check_kernel(config, net, optimizer):
-    """path="kernel" on a net the kernel cannot train: a ConfigError now, rather than train()'s ValueError."""
+    """path="kernel" on a net the fast paths cannot train: a ConfigError now, rather than train()'s ValueError."""
     if config.path != "kernel":
         return
-    from ..fast import kernel
+    from .. import fast
 
     try:
-        kernel.runner(net, config.batch_size, optimizer, config.threads, required=True)
+        fast.runner(net, config.batch_size, optimizer, config.threads, required=True)
     except ValueError as e:
         raise ConfigError(str(e).removeprefix("train: ")) from None
 
 
-def _kernel_isa():
-    from ..fast import kernel
+def _kernel_isa(net):
+    """The instructions of the compiled code that trained `net`: conv.py's for a convolutional net, else kernel.py's."""
+    from ..fast import conv, kernel
 
-    return kernel._kernel.ISA
+    return conv._conv.ISA if conv.is_convolutional(net) else kernel._kernel.ISA

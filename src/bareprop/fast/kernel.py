@@ -63,7 +63,7 @@ def runner(net, batch_size, optimizer, threads, *, required):
     if not reason and _kernel is None:
         reason = "the compiled kernel was not built (reinstall bareprop with a C compiler)"
         if not required and not _warned:
-            warnings.warn(f"bareprop: {reason}; training on the readable path", RuntimeWarning, stacklevel=4)  # at train()'s caller
+            warnings.warn(f"bareprop: {reason}; training on the readable path", RuntimeWarning, stacklevel=5)  # at train()'s caller
             _warned = True
     if not reason and threads > MAX_THREADS:
         reason = f"it runs at most {MAX_THREADS} threads, not {threads}"
@@ -107,11 +107,11 @@ class KernelSGD:
             self._data[key] = (X, y, rows, np.ascontiguousarray(y, dtype=np.int64))  # X, y kept: ids stay theirs
         return self._data[key][2:]
 
-    def epoch(self, X, y, order, optimizer, state, on_step=None):
+    def epoch(self, X, y, order, optimizer, state, on_step=None, epoch=0):
         """One epoch over the permutation `order` in batches of batch_size: (loss, accuracy, gradient
         norms, optimizer state), the figures averaged over batches as train()'s loop averages them.
         on_step(i, running), if given, is called after the first batch, every CHUNK batches and the last;
-        running() gives the epoch's (loss, accuracy) so far."""
+        running() gives the epoch's (loss, accuracy) so far. (`epoch`, for the readable loop's errors, is not used.)"""
         rows, y64 = self._prepare(X, y)
         net, B, N = self.net, self.batch_size, len(order)
         n_batches = -(-N // B)
