@@ -1,4 +1,5 @@
-"""Side-by-side training speed of a small CNN: bareprop's readable layers against idiomatic PyTorch.
+"""Side-by-side training speed of a small CNN: bareprop (its compiled twin, and its readable layers) against
+idiomatic PyTorch.
 
     python benchmarks/cnn.py                          # the cnn preset, one epoch of MNIST, 3 interleaved repetitions
     python benchmarks/cnn.py --examples 6400 --reps 5 --json benchmarks/results/cnn.json
@@ -6,9 +7,10 @@
 
 Both train the same net (`bareprop train --net SPEC`: Reshape, Conv2d padded to keep the size, ReLU,
 MaxPool2d, ..., Linear), from the same initial weights, on the same float32 MNIST rows in the same
-batches of 64, with plain SGD on the batch-summed cross-entropy: bareprop through `bareprop.train`
-(its readable layers: im2col, BLAS, col2im), PyTorch as one writes it (nn.Conv2d, nn.MaxPool2d,
-autograd, optim.SGD). The repetitions are interleaved (A B A B ...), each on a fresh copy of the
+batches of 64, with plain SGD on the batch-summed cross-entropy: bareprop through `bareprop.train`, by
+default (path="auto": the compiled twin of fast/conv.py, a direct convolution on channels-last images)
+and on path="readable" (its readable layers: im2col, BLAS, col2im), PyTorch as one writes it (nn.Conv2d,
+nn.MaxPool2d, autograd, optim.SGD). The repetitions are interleaved (A B C A B C ...), each on a fresh copy of the
 initial weights; each implementation gets the same number of threads (`--threads`, default 1: the
 default of both CLIs on a shared machine is what matters here). The table gives the median [min-max]
 training time of the examples, per-epoch time scaled to 60,000 examples, the ratio to PyTorch, and the
@@ -92,10 +94,10 @@ def torch_model(net):
     return torch.nn.Sequential(*modules)
 
 
-def run_bareprop(net, X, y, order_seed, threads):
+def run_bareprop(net, X, y, order_seed, threads, path="auto"):
     net = copy.deepcopy(net)
     start = time.perf_counter()
-    bp.train(net, X, y, epochs=1, batch_size=BATCH, rng=np.random.default_rng(order_seed), threads=threads)
+    bp.train(net, X, y, epochs=1, batch_size=BATCH, rng=np.random.default_rng(order_seed), threads=threads, path=path)
     return time.perf_counter() - start
 
 
@@ -128,6 +130,7 @@ def main():
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--no-readable", action="store_true", help="leave out the readable layers (the slowest row)")
     args = parser.parse_args()
     import torch
 
@@ -135,31 +138,40 @@ def main():
     X, y = X[:args.examples], y[:args.examples]
     net = build_net(RunConfig(net=args.net), np.random.default_rng(0))
     flops = flops_per_example(net) * len(X)
-    times = {"bareprop": [], "pytorch": []}
+    times = {"bareprop": [], "bareprop, readable layers": [], "pytorch": []}
     run_torch(net, X[:BATCH * 4], y[:BATCH * 4], 0, args.threads)  # warm up: PyTorch's first steps choose kernels
     for rep in range(args.reps):
         times["bareprop"].append(run_bareprop(net, X, y, rep, args.threads))
+        if not args.no_readable:
+            times["bareprop, readable layers"].append(run_bareprop(net, X, y, rep, args.threads, path="readable"))
         times["pytorch"].append(run_torch(net, X, y, rep, args.threads))
+    times = {name: t for name, t in times.items() if t}
+    from bareprop.fast import conv
+
+    path = "readable" if conv.why_not(net) or conv._conv is None else f"kernel ({conv._conv.ISA})"
     result = {
         "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version(),
                     "numpy": np.__version__, "torch": torch.__version__, "bareprop": bp.__version__,
                     "blas": [{k: v for k, v in info.items() if k in ("internal_api", "version", "architecture")}
                              for info in threadpool_info()]},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "net": RunConfig(net=args.net).resolved().net,
-        "layers": repr(net), "examples": len(X), "batch": BATCH, "threads": args.threads, "reps": args.reps,
+        "layers": repr(net), "path": path, "examples": len(X), "batch": BATCH, "threads": args.threads,
+        "reps": args.reps,
         "gflop": flops / 1e9,
         "results": {name: {"seconds": summary(t), "epoch_seconds": statistics.median(t) * 60000 / len(X),
                            "gflops": flops / statistics.median(t) / 1e9} for name, t in times.items()},
     }
-    result["bareprop_over_pytorch"] = statistics.median(times["bareprop"]) / statistics.median(times["pytorch"])
+    torch_median = statistics.median(times["pytorch"])
+    for name, r in result["results"].items():
+        r["over_pytorch"] = statistics.median(times[name]) / torch_median
+    result["bareprop_over_pytorch"] = result["results"]["bareprop"]["over_pytorch"]
     print(f"{result['layers']}\n{len(X)} examples, batches of {BATCH}, {args.threads} thread(s), median of {args.reps}, "
-          f"{flops / 1e9:.1f} GFLOP")
-    print("| implementation | time | per epoch (60,000) | GFLOP/s |\n|---|---|---|---|")
+          f"{flops / 1e9:.1f} GFLOP; bareprop's default path: {path}")
+    print("| implementation | time | per epoch (60,000) | GFLOP/s | time / PyTorch's |\n|---|---|---|---|---|")
     for name, r in result["results"].items():
         s = r["seconds"]
         print(f"| {name} | {s['median']:.2f} s [{s['min']:.2f}-{s['max']:.2f}] | {r['epoch_seconds']:.1f} s | "
-              f"{r['gflops']:.1f} |")
-    print(f"bareprop / PyTorch: {result['bareprop_over_pytorch']:.2f}")
+              f"{r['gflops']:.1f} | {r['over_pytorch']:.2f} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)
