@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import bareprop as bp
 from bareprop.core.conv import Conv2d, Flatten, MaxPool2d, Reshape
-from bareprop.core.layers import Dropout, Linear, ReLU
+from bareprop.core.layers import ACTIVATIONS, Dropout, Linear, ReLU
 from bareprop.fast import conv as fast_conv
 from bareprop.fast.conv import ConvTwin, _Conv, _Pool, why_not
 
@@ -152,6 +152,22 @@ def test_an_epoch_on_the_twin_equals_the_readable_epoch_to_rounding(mnist_subset
         close(a, b) if optimizer is None else np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
 
 
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_every_activation_runs_on_the_twin_as_on_the_readable_layers(mnist_subset, activation):
+    """Each activation of core.layers.ACTIVATIONS between the convolutions: the twin takes it as it is (it must
+    act number by number, whatever the layout), and two steps agree with the readable layers to rounding."""
+    X, y = mnist_subset[0][:128], mnist_subset[1][:128]
+    nets = []
+    for path in ("kernel", "readable"):
+        rng = np.random.default_rng(3)
+        net = bp.Sequential([Reshape((1, 28, 28)), Conv2d(1, 8, 3, rng=rng), activation(), MaxPool2d(2),
+                             Conv2d(8, 8, 3, rng=rng), activation(), Flatten(), Linear(8 * 11 * 11, 10, rng=rng)])
+        assert bp.train(net, X, y, epochs=1, rng=np.random.default_rng(4), path=path).path == path
+        nets.append(net)
+    for a, b in zip(*(net.params() for net in nets)):
+        close(a, b)
+
+
 def test_the_twin_shares_the_nets_weights_and_layers():
     net = cnn(np.random.default_rng(0))
     twin = ConvTwin(net, 64).twin
@@ -173,7 +189,7 @@ def test_the_twin_shares_the_nets_weights_and_layers():
     (lambda rng: bp.Sequential([Reshape((1, 8, 8)), Conv2d(1, 8, 3, rng=rng), Conv2d(8, 4, 3, rng=rng), Flatten(),
                                 Linear(64, 3, rng=rng)]), r"Conv2d\(8, 4, 3.* not multiples of 8"),
     (lambda rng: bp.Sequential([Reshape((1, 8, 8)), Conv2d(1, 8, 3, rng=rng), Dropout(0.5, rng=rng), Flatten(),
-                                Linear(288, 3, rng=rng)]), "not a Reshape, then Conv2d, ReLU and MaxPool2d"),
+                                Linear(288, 3, rng=rng)]), "not a Reshape, then Conv2d, MaxPool2d and activation layers"),
     (lambda rng: bp.Sequential([Reshape((1, 8, 8)), Conv2d(1, 8, 3, rng=rng), Flatten(), Reshape((8, 6, 6)),
                                 Flatten(), Linear(288, 3, rng=rng)]), "image layers after its Flatten"),
 ])

@@ -10,8 +10,8 @@ every other layer, the loss and the optimizer are the net's own, and each epoch 
 than BLAS's: the twin agrees with the readable layers to rounding (tests/test_fast_conv.py).
 
 train(path="auto") calls `runner` once, before its loop, for a net with a Conv2d. The rule (`why_not`):
-float32 NumPy weights; Reshape first, then Conv2d, ReLU and MaxPool2d layers, then Flatten and any layers
-that take rows; each Conv2d's out_channels a multiple of 8, and its in_channels too unless it is the first
+float32 NumPy weights; Reshape first, then Conv2d, MaxPool2d and activation layers (core.layers.ACTIVATIONS),
+then Flatten and any layers that take rows; each Conv2d's out_channels a multiple of 8, and its in_channels too unless it is the first
 (its input gradient is a convolution whose outputs are its input channels). See docs/speed.md.
 
 Glossary as in core/conv.py: B batch, C input channels, H, W height and width, O output channels, k kernel
@@ -28,11 +28,13 @@ except ImportError:  # the package was installed without its compiled extension
     _conv = None
 
 from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape, out_size
-from ..core.layers import ReLU
+from ..core.layers import ACTIVATIONS, ReLU
 from ..core.net import Sequential
 from ..core.train import run_epoch
 
-IMAGE_LAYERS = (Conv2d, ReLU, MaxPool2d)  # what may stand between the Reshape and the Flatten
+# What may stand between the Reshape and the Flatten: the activations act number by number, so the net's own run
+# on channels-last images as they are.
+IMAGE_LAYERS = (Conv2d, MaxPool2d, *ACTIVATIONS)
 
 
 def is_convolutional(net):
@@ -44,10 +46,10 @@ def why_not(net):
     layers = list(net.layers)
     kinds = [type(layer) for layer in layers]
     if Flatten not in kinds or kinds[0] is not Reshape:
-        return "its layers are not a Reshape, then Conv2d, ReLU and MaxPool2d layers, then a Flatten"
+        return "its layers are not a Reshape, then Conv2d, MaxPool2d and activation layers, then a Flatten"
     flat = kinds.index(Flatten)
     if not all(kind in IMAGE_LAYERS for kind in kinds[1:flat]):
-        return "its layers are not a Reshape, then Conv2d, ReLU and MaxPool2d layers, then a Flatten"
+        return "its layers are not a Reshape, then Conv2d, MaxPool2d and activation layers, then a Flatten"
     if any(kind in (Conv2d, MaxPool2d, Reshape, Flatten) for kind in kinds[flat + 1:]):
         return "it has image layers after its Flatten"
     convs = [layer for layer in layers if type(layer) is Conv2d]
