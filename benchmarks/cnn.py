@@ -4,6 +4,7 @@ idiomatic PyTorch.
     python benchmarks/cnn.py                          # the cnn preset, one epoch of MNIST, 3 interleaved repetitions
     python benchmarks/cnn.py --examples 6400 --reps 5 --json benchmarks/results/cnn.json
     python benchmarks/cnn.py --net conv:8:5,pool:2,dense:64 --threads 2
+    python benchmarks/cnn.py --loaded --no-readable --examples 12800 --json benchmarks/results/cnn_loaded.json
 
 Both train the same net (`bareprop train --net SPEC`: Reshape, Conv2d padded to keep the size, ReLU,
 MaxPool2d, ..., Linear), from the same initial weights, on the same float32 MNIST rows in the same
@@ -15,12 +16,14 @@ initial weights; each implementation gets the same number of threads (`--threads
 default of both CLIs on a shared machine is what matters here). The table gives the median [min-max]
 training time of the examples, per-epoch time scaled to 60,000 examples, the ratio to PyTorch, and the
 GFLOP/s each reaches (the multiply-adds of the forward pass, the weight gradients and the input
-gradients below the first weighted layer, times 2).
+gradients below the first weighted layer, times 2). --loaded times them all with a CPU-bound process
+pinned to every core (speed.py's busy_cores), as on a shared machine.
 
 Not collected by pytest: speed is measured here, never asserted in a unit test.
 """
 
 import argparse
+import contextlib
 import copy
 import json
 import platform
@@ -131,6 +134,7 @@ def main():
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--no-readable", action="store_true", help="leave out the readable layers (the slowest row)")
+    parser.add_argument("--loaded", action="store_true", help="with a CPU-bound process pinned to every core")
     args = parser.parse_args()
     import torch
 
@@ -140,11 +144,14 @@ def main():
     flops = flops_per_example(net) * len(X)
     times = {"bareprop": [], "bareprop, readable layers": [], "pytorch": []}
     run_torch(net, X[:BATCH * 4], y[:BATCH * 4], 0, args.threads)  # warm up: PyTorch's first steps choose kernels
-    for rep in range(args.reps):
-        times["bareprop"].append(run_bareprop(net, X, y, rep, args.threads))
-        if not args.no_readable:
-            times["bareprop, readable layers"].append(run_bareprop(net, X, y, rep, args.threads, path="readable"))
-        times["pytorch"].append(run_torch(net, X, y, rep, args.threads))
+    from speed import busy_cores  # benchmarks/speed.py, beside this script
+
+    with busy_cores() if args.loaded else contextlib.nullcontext(0) as n_busy:
+        for rep in range(args.reps):
+            times["bareprop"].append(run_bareprop(net, X, y, rep, args.threads))
+            if not args.no_readable:
+                times["bareprop, readable layers"].append(run_bareprop(net, X, y, rep, args.threads, path="readable"))
+            times["pytorch"].append(run_torch(net, X, y, rep, args.threads))
     times = {name: t for name, t in times.items() if t}
     from bareprop.fast import conv
 
@@ -156,7 +163,7 @@ def main():
                              for info in threadpool_info()]},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "net": RunConfig(net=args.net).resolved().net,
         "layers": repr(net), "path": path, "examples": len(X), "batch": BATCH, "threads": args.threads,
-        "reps": args.reps,
+        "reps": args.reps, "busy_processes": n_busy,
         "gflop": flops / 1e9,
         "results": {name: {"seconds": summary(t), "epoch_seconds": statistics.median(t) * 60000 / len(X),
                            "gflops": flops / statistics.median(t) / 1e9} for name, t in times.items()},
@@ -166,7 +173,8 @@ def main():
         r["over_pytorch"] = statistics.median(times[name]) / torch_median
     result["bareprop_over_pytorch"] = result["results"]["bareprop"]["over_pytorch"]
     print(f"{result['layers']}\n{len(X)} examples, batches of {BATCH}, {args.threads} thread(s), median of {args.reps}, "
-          f"{flops / 1e9:.1f} GFLOP; bareprop's default path: {path}")
+          f"{flops / 1e9:.1f} GFLOP; bareprop's default path: {path}"
+          + (f"; {n_busy} busy processes, one pinned to each core" if n_busy else ""))
     print("| implementation | time | per epoch (60,000) | GFLOP/s | time / PyTorch's |\n|---|---|---|---|---|")
     for name, r in result["results"].items():
         s = r["seconds"]
