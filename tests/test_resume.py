@@ -26,6 +26,7 @@ SETTINGS = {  # every optimizer state and schedule there is, on both paths
     "momentum": dict(optimizer="momentum", nesterov=True, weight_decay=1e-4),
     "adam, cosine, warmup": dict(optimizer="adam", lr=0.003, schedule="cosine", warmup=10),
     "dropout, step": dict(dropout=0.2, schedule="step", optimizer="momentum"),  # the rng draws inside epochs
+    "cnn on the compiled twin, adam": dict(net="conv:8:3,pool:2,conv:16:3,pool:2,dense:16", optimizer="adam"),
 }
 
 
@@ -37,7 +38,8 @@ def data():
 
 
 def config(out, **settings):
-    return RunConfig(epochs=EPOCHS, hidden=16, plot=False, output=str(out), **settings)
+    width = {} if "net" in settings else {"hidden": 16}  # a --net ends in dense:16
+    return RunConfig(epochs=EPOCHS, plot=False, output=str(out), **width, **settings)
 
 
 def stop_after(k):
@@ -81,6 +83,11 @@ def test_an_interrupted_run_resumes_to_the_same_bits(data, uninterrupted, tmp_pa
     assert_same_run(out, uninterrupted[name])
     assert not (out / CHECKPOINT).exists()  # a complete run has nothing to continue
     assert m["history"]["train_loss"] == manifest_of(uninterrupted[name])["history"]["train_loss"][:k]
+
+
+def test_the_settings_cover_both_compiled_paths(uninterrupted):
+    paths = {name: manifest_of(out)["path"] for name, out in uninterrupted.items()}
+    assert paths["sgd, kernel"] == paths["cnn on the compiled twin, adam"] == "kernel" and paths["momentum"] == "readable"
 
 
 def test_a_run_interrupted_twice_resumes_to_the_same_bits(data, uninterrupted, tmp_path):
