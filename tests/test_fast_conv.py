@@ -254,3 +254,40 @@ def test_the_bindings_refuse_arrays_of_the_wrong_size():
     with pytest.raises(ValueError, match="outside the window"):
         _conv.pool_backward(out, arg, 1, 5, 5, 8, 3, 1, x)
     assert _conv.ISA in ("generic", "avx2+fma", "avx512f")
+
+
+def test_the_generic_build_computes_what_this_cpus_build_does(tmp_path):
+    """The loops for any x86-64 (compiled here with -DNO_VARIANTS, as on a CPU without AVX2) against the build
+    this CPU runs: the same sums in the same order, but without FMA's single rounding, so to rounding."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    source = Path(fast_conv.__file__).with_name("_conv.c")
+    target = tmp_path / ("_conv" + sysconfig.get_config_var("EXT_SUFFIX"))
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler, "a C compiler builds the extension; this test needs one too"
+    subprocess.run([compiler, "-O3", "-shared", "-fPIC", "-DNO_VARIANTS", f"-I{sysconfig.get_paths()['include']}",
+                    str(source), "-o", str(target)], check=True)
+    spec = importlib.util.spec_from_file_location("_conv", target)
+    generic = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generic)
+    assert generic.ISA == "generic"
+    rng = np.random.default_rng(0)
+    for C, O, k, s in [(1, 8, 5, 1), (8, 16, 3, 2), (16, 24, 2, 1)]:
+        x = rng.normal(size=(3, 9, 9, C)).astype(np.float32)
+        W = rng.normal(size=(k * k * C + 1, O)).astype(np.float32)
+        Ho = (9 - k) // s + 1
+        g = rng.normal(size=(3, Ho, Ho, O)).astype(np.float32)
+        outs = []
+        for module in (generic, _conv):
+            out, dW = np.empty((3, Ho, Ho, O), np.float32), np.empty_like(W)
+            module.forward(x, 3, 9, 9, C, W, O, k, s, out)
+            module.weight_grad(x, 3, 9, 9, C, g, O, k, s, dW)
+            pooled, arg = np.empty((3, 4, 4, C), np.float32), np.empty((3, 4, 4, C), np.int32)
+            module.pool_forward(x, 3, 9, 9, C, 2, 2, True, pooled, arg)
+            outs.append((out, dW, pooled, arg))
+        for a, b in zip(*outs):
+            close(a, b)

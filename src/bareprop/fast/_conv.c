@@ -30,8 +30,8 @@ static void patch_starts(Py_ssize_t B, Py_ssize_t Ho, Py_ssize_t Wo, Py_ssize_t 
 
 /* The hot loops, three times: 8 floats wide for any x86-64 (two SSE registers) and for AVX2 + FMA (one
  * register), 16 wide for AVX-512 (one register; used where O is a multiple of 16), chosen when the module is
- * loaded, as _kernel.c chooses. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__)
+ * loaded, as _kernel.c chooses. -DNO_VARIANTS builds the generic loops alone (tests/test_fast_conv.py). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NO_VARIANTS)
 #define VARIANTS 1
 #else
 #define VARIANTS 0
