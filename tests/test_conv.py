@@ -209,7 +209,7 @@ def test_a_cnn_takes_flat_rows_and_trains_on_the_readable_path(mnist_subset, tmp
     rng = np.random.default_rng(0)
     net = small_cnn(rng)
     assert net.sizes == (784, 10) and net.num_classes == 10
-    with pytest.raises(ValueError, match=r"Conv2d\(1, 4, 5.* has channels that are not multiples of 8"):
+    with pytest.raises(ValueError, match=r"Conv2d\(1, 4, 5.* has output channels that are not a multiple of 8"):
         bp.train(net, X[:64], y[:64], epochs=1, rng=rng, path="kernel")  # the compiled twin's rule (fast/conv.py)
     history = bp.train(net, X[:1000], y[:1000], epochs=3, batch_size=32, rng=rng)
     assert history.path == "readable"

@@ -59,10 +59,10 @@ def gradient_norms(grads, batch_size, loss):
     return [float(namespace(dW).linalg.vector_norm(dW)) / per_example for dW in grads]
 
 
-def run_epoch(net, X, y, order, batch_size, optimizer, state, on_step=None, epoch=0):
+def run_epoch(net, X, y, order, batch_size, optimizer, state, on_step, epoch):
     """One epoch of the post's step over the permutation `order`, in batches of batch_size: (loss, accuracy,
     the gradient norms of its first batch, optimizer state), loss and accuracy averaged over the batches as
-    in the post. on_step(i, running), if given, is called after batch i; running() gives the epoch's (loss,
+    in the post. on_step(i, running), unless None, is called after batch i; running() gives the epoch's (loss,
     accuracy) so far. `epoch` only names the epoch in a TrainingDiverged."""
     xp = namespace(X)
     n_batches = -(-X.shape[0] // batch_size)

@@ -11,8 +11,9 @@ than BLAS's: the twin agrees with the readable layers to rounding (tests/test_fa
 
 train(path="auto") calls `runner` once, before its loop, for a net with a Conv2d. The rule (`why_not`):
 float32 NumPy weights; Reshape first, then Conv2d, MaxPool2d and activation layers (core.layers.ACTIVATIONS),
-then Flatten and any layers that take rows; each Conv2d's out_channels a multiple of 8, and its in_channels too unless it is the first
-(its input gradient is a convolution whose outputs are its input channels). See docs/speed.md.
+then Flatten and any layers that take rows; each Conv2d's out_channels a multiple of 8 (the loops' vectors), so
+that the in_channels of each one after the first are too (the input gradient is a convolution whose outputs are
+the input channels; the first layer's is never formed). See docs/speed.md.
 
 Glossary as in core/conv.py: B batch, C input channels, H, W height and width, O output channels, k kernel
 side, s stride, p padding, Ho, Wo the output's height and width.
@@ -52,10 +53,9 @@ def why_not(net):
         return "its layers are not a Reshape, then Conv2d, MaxPool2d and activation layers, then a Flatten"
     if any(kind in (Conv2d, MaxPool2d, Reshape, Flatten) for kind in kinds[flat + 1:]):
         return "it has image layers after its Flatten"
-    convs = [layer for layer in layers if type(layer) is Conv2d]
-    for i, conv in enumerate(convs):
-        if conv.out_channels % 8 or (i > 0 and conv.in_channels % 8):
-            return f"{conv!r} has channels that are not multiples of 8"
+    for conv in (layer for layer in layers if type(layer) is Conv2d):  # Sequential checked that each feeds the next
+        if conv.out_channels % 8:
+            return f"{conv!r} has output channels that are not a multiple of 8"
     Ws = net.params()
     if not all(isinstance(W, np.ndarray) and W.dtype == np.float32 for W in Ws):
         return "its weights are not float32 NumPy arrays"
@@ -101,7 +101,7 @@ class ConvTwin:
         self.twin = Sequential(layers, net.loss, net.lr)
         self.batch_size = batch_size
 
-    def epoch(self, X, y, order, optimizer, state, on_step=None, epoch=0):
+    def epoch(self, X, y, order, optimizer, state, on_step, epoch):
         return run_epoch(self.twin, X, y, order, self.batch_size, optimizer, state, on_step, epoch)
 
     def score(self, X, y):
@@ -115,16 +115,14 @@ def _check_fits(layer, shape, k):  # shape (B, H, W, C)
 
 
 class _Image:
-    """Reshape's twin: flat rows (B, C*H*W) to images, channels-last (B, H, W, C)."""
+    """Reshape's twin: flat rows (B, C*H*W) to images, channels-last (B, H, W, C). No bp_input: the first Conv2d
+    comes after it, and backprop stops at the first layer with weights."""
 
     def __init__(self, layer):
         self.layer, self.in_features = layer, layer.in_features
 
     def __call__(self, X):  # (B, C*H*W) -> (B, H, W, C)
         return np.ascontiguousarray(self.layer(X).transpose(0, 2, 3, 1))  # the readable reshape, then channels last
-
-    def bp_input(self, grad):  # (B, H, W, C) -> (B, C*H*W)
-        return self.layer.bp_input(grad.transpose(0, 3, 1, 2))
 
 
 class _Rows:
@@ -156,8 +154,8 @@ class _Conv:
     def _patch_order(self, W):  # (C*k*k + 1, O) -> (k*k*C + 1, O)
         """W's rows in the order of a channels-last patch, (kernel row, kernel column, channel), as _conv
         takes them (the readable layer's are (channel, kernel row, kernel column)); the bias row last."""
-        k, C = self.layer.kernel_size, self.in_channels
-        return np.concatenate([W[:-1, :].reshape(C, k, k, -1).transpose(1, 2, 0, 3).reshape(k * k * C, -1), W[-1:, :]])
+        k, C, O = self.layer.kernel_size, self.in_channels, self.out_channels
+        return np.concatenate([W[:-1, :].reshape(C, k, k, O).transpose(1, 2, 0, 3).reshape(k * k * C, O), W[-1:, :]])
 
     def __call__(self, X):  # (B, H, W, C) -> (B, Ho, Wo, O)
         k, s, p = self.layer.kernel_size, self.layer.stride, self.layer.padding
@@ -178,18 +176,18 @@ class _Conv:
         return dW
 
     def bp_input(self, grad):  # (B, Ho, Wo, O) -> (B, H, W, C)
-        """The input gradient is itself a convolution: of the gradient, spread out by the stride (zeros
-        between its pixels) and padded by k-1-p, with the kernel flipped and its channels swapped."""
+        """The input gradient is itself a convolution: of the gradient spread out by the stride (s-1 zeros
+        between its pixels) and padded by k-1 (the "full" correlation: every output that read an input pixel
+        reaches it), with the kernel flipped and its channels swapped; cropped by the forward's padding p."""
         k, s, p = self.layer.kernel_size, self.layer.stride, self.layer.padding
         B, Ho, Wo, O = grad.shape
-        C = self.in_channels
-        H, W = self.X.shape[1] - 2 * p, self.X.shape[2] - 2 * p
-        a = k - 1 - p  # where output (0, 0)'s gradient goes in the spread-out gradient
-        spread = np.zeros((B, H + k - 1, W + k - 1, O), np.float32)  # (B, H+k-1, W+k-1, O)
-        i0, i1 = max(0, -(a // s)), min(Ho, -(-(H + k - 1 - a) // s))  # the outputs that land inside it
-        j0, j1 = max(0, -(a // s)), min(Wo, -(-(W + k - 1 - a) // s))
-        if i0 < i1 and j0 < j1:
-            spread[:, a + i0 * s:a + (i1 - 1) * s + 1:s, a + j0 * s:a + (j1 - 1) * s + 1:s, :] = grad[:, i0:i1, j0:j1, :]
+        B, Hp, Wp, C = self.X.shape  # the padded input's
+        full = np.zeros((B, Hp + k - 1, Wp + k - 1, O), np.float32)  # (B, Hp+k-1, Wp+k-1, O)
+        full[:, k - 1:k - 1 + s * (Ho - 1) + 1:s, k - 1:k - 1 + s * (Wo - 1) + 1:s, :] = grad  # output (i, j) at
+        # (k-1 + i*s, k-1 + j*s)
+        H, W = Hp - 2 * p, Wp - 2 * p
+        spread = np.ascontiguousarray(full[:, p:p + H + k - 1, p:p + W + k - 1, :])  # (B, H+k-1, W+k-1, O): what
+        # the input's own pixels (not its padding) read
         flipped = self.W[:-1, :].reshape(C, k, k, O)[:, ::-1, ::-1, :]  # [c, k-1-di, k-1-dj, o]
         Wt = np.zeros((k * k * O + 1, C), np.float32)  # rows (di, dj, o) in patch order, then a bias row of zeros
         Wt[:-1, :] = flipped.transpose(1, 2, 3, 0).reshape(k * k * O, C)
@@ -209,7 +207,7 @@ class _Pool:
     def __call__(self, X):  # (B, H, W, C) -> (B, Ho, Wo, C)
         k, s = self.layer.kernel_size, self.layer.stride
         _check_fits(self.layer, X.shape, k)
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = np.ascontiguousarray(X)
         B, H, W, C = self.in_shape = X.shape  # kept for bp_input
         out = np.empty((B, out_size(H, k, s, 0), out_size(W, k, s, 0), C), np.float32)
         self.argmax = np.empty(out.shape, np.int32)  # kept for bp_input: which element of each window is its max (-1: none)
@@ -218,6 +216,6 @@ class _Pool:
 
     def bp_input(self, grad):  # (B, Ho, Wo, C) -> (B, H, W, C)
         dX = np.zeros(self.in_shape, np.float32)
-        _conv.pool_backward(np.ascontiguousarray(grad, dtype=np.float32), self.argmax, *self.in_shape,
+        _conv.pool_backward(np.ascontiguousarray(grad), self.argmax, *self.in_shape,
                             self.layer.kernel_size, self.layer.stride, dX)
         return dX
