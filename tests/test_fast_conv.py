@@ -170,6 +170,7 @@ def test_every_activation_runs_on_the_twin_as_on_the_readable_layers(mnist_subse
 
 def test_the_twin_shares_the_nets_weights_and_layers():
     net = cnn(np.random.default_rng(0))
+    net.lr = 0.05  # the post's sugar for plain SGD: the twin says the same
     twin = ConvTwin(net, 64).twin
     assert all(a is b for a, b in zip(twin.params(), net.params())) and twin.lr == net.lr
     assert twin.loss is net.loss and twin.layers[-1] is net.layers[-1]
