@@ -4,6 +4,19 @@
 INLINE vec FN(load)(const float *p) { vec v; memcpy(&v, p, sizeof v); return v; }
 INLINE void FN(store)(float *p, vec v) { memcpy(p, &v, sizeof v); }
 
+/* The output channels from o0 go 2*V at a time (NV = 2 vectors, 4 items a block) and the last V alone (NV = 1,
+ * 8 items a block), then the items left over one by one: 8 sums in registers either way. BLOCK is BLOCKS or
+ * ROW_BLOCKS below. */
+#undef BY_GROUP
+#define BY_GROUP(BLOCK) \
+    if (O - o0 >= 2 * V) { \
+        BLOCK(4, 2) \
+        BLOCK(1, 2) \
+    } else { \
+        BLOCK(8, 1) \
+        BLOCK(1, 1) \
+    }
+
 /* R outputs (pixels), whose patches start at x + start[r], and NV*V output channels from o0: out[r, o] =
  * bias[o] + sum over the patch's numbers t = (di*k + dj)*C + c, at x[di*Wp*C + dj*C + c], of that number * W[t, o].
  * For each kernel row di, the patch's k*C numbers and their k*C rows of W are consecutive. The R x NV sums
@@ -30,8 +43,7 @@ INLINE void FN(patch_block)(const float *const *start, const int R, Py_ssize_t W
         for (int v = 0; v < NV; v++) FN(store)(out[r] + o0 + V * v, acc[r][v]);
 }
 
-/* R outputs at a time from n: patch_block with R and NV fixed (8 and 1, or 4 and 2), so that the sums fit in
- * registers. */
+/* R outputs at a time from n: patch_block with R and NV fixed (BY_GROUP), so that the sums fit in registers. */
 #undef BLOCKS
 #define BLOCKS(R, NV) \
     for (; n + R <= N; n += R) { \
@@ -49,13 +61,7 @@ static void FN(forward)(const float *x, Py_ssize_t B, Py_ssize_t Hp, Py_ssize_t 
     patch_starts(B, Ho, Wo, Hp, Wp, C, s, start);
     for (Py_ssize_t o0 = 0; o0 < O; o0 += 2 * V) {
         Py_ssize_t n = 0;
-        if (O - o0 >= 2 * V) {
-            BLOCKS(4, 2)
-            BLOCKS(1, 2)
-        } else {
-            BLOCKS(8, 1)
-            BLOCKS(1, 1)
-        }
+        BY_GROUP(BLOCKS)
     }
 }
 
@@ -81,7 +87,7 @@ INLINE void FN(weight_block)(const float *x, const Py_ssize_t *start, Py_ssize_t
         for (int v = 0; v < NV; v++) FN(store)(dw + i * O + o0 + V * v, acc[i][v]);
 }
 
-/* TB rows at a time from t: weight_block with TB and NV fixed (8 and 1, or 4 and 2). */
+/* TB rows at a time from t: weight_block with TB and NV fixed (BY_GROUP). */
 #undef ROW_BLOCKS
 #define ROW_BLOCKS(TB, NV) \
     for (; t + TB <= T; t += TB) FN(weight_block)(x, start, N, at + t, TB, g, O, o0, NV, dW + t * O);
@@ -98,13 +104,7 @@ static void FN(weight_grad)(const float *x, Py_ssize_t B, Py_ssize_t Hp, Py_ssiz
     for (Py_ssize_t t = 0; t < T; t++) at[t] = (t / (k * C)) * Wp * C + t % (k * C); /* (di, dj*C + c) */
     for (Py_ssize_t o0 = 0; o0 < O; o0 += 2 * V) {
         Py_ssize_t t = 0;
-        if (O - o0 >= 2 * V) {
-            ROW_BLOCKS(4, 2)
-            ROW_BLOCKS(1, 2)
-        } else {
-            ROW_BLOCKS(8, 1)
-            ROW_BLOCKS(1, 1)
-        }
+        BY_GROUP(ROW_BLOCKS)
     }
     float *bias = dW + T * O;
     for (Py_ssize_t o = 0; o < O; o++) bias[o] = 0;

@@ -19,7 +19,7 @@ Glossary as in core/conv.py: B batch, C input channels, H, W height and width, O
 side, s stride, p padding, Ho, Wo the output's height and width.
 """
 
-import warnings
+import sys
 
 import numpy as np
 
@@ -28,7 +28,7 @@ try:
 except ImportError:  # the package was installed without its compiled extension
     _conv = None
 
-from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape, out_size
+from ..core.conv import Conv2d, Flatten, MaxPool2d, Reshape, _check_fits, out_size
 from ..core.layers import ACTIVATIONS, ReLU
 from ..core.net import Sequential
 from ..core.train import run_epoch
@@ -64,24 +64,16 @@ def why_not(net):
     return ""
 
 
-_warned = False
+_warned = False  # set once the missing extension has been reported (fast.chosen)
 
 
 def runner(net, batch_size, threads, *, required):
     """A ConvTwin for this net, or None (the readable loop); with required (path="kernel"), a ValueError
     saying why instead of None. An extension that was not built is reported once, by a warning."""
-    global _warned
-    reason = why_not(net)
-    if not reason and _conv is None:
-        reason = "the compiled convolution was not built (reinstall bareprop with a C compiler)"
-        if not required and not _warned:
-            warnings.warn(f"bareprop: {reason}; training on the readable path", RuntimeWarning, stacklevel=5)
-            _warned = True
-    if reason:
-        if required:
-            raise ValueError(f"train: path='kernel' cannot train {net!r}: {reason}")
-        return None
-    return ConvTwin(net, batch_size)
+    from . import chosen
+
+    return chosen(sys.modules[__name__], why_not(net), _conv, "convolution", net, required,
+                  lambda: ConvTwin(net, batch_size))
 
 
 class ConvTwin:
@@ -106,12 +98,6 @@ class ConvTwin:
 
     def score(self, X, y):
         return self.twin.score(X, y)
-
-
-def _check_fits(layer, shape, k):  # shape (B, H, W, C)
-    if shape[1] < k or shape[2] < k:
-        B, H, W, C = shape
-        raise ValueError(f"{layer}: a {k}x{k} window does not fit in an input of shape {(B, C, H, W)} (padded)")
 
 
 class _Image:
@@ -159,10 +145,10 @@ class _Conv:
 
     def __call__(self, X):  # (B, H, W, C) -> (B, Ho, Wo, O)
         k, s, p = self.layer.kernel_size, self.layer.stride, self.layer.padding
+        _check_fits(self.layer, X.transpose(0, 3, 1, 2), k, p)  # the readable layer's check, on X seen as (B, C, H, W)
         B, H, W, C = X.shape
         self.X = np.zeros((B, H + 2 * p, W + 2 * p, C), np.float32)  # kept for bp_param: X in a frame of zeros
         self.X[:, p:p + H, p:p + W, :] = X
-        _check_fits(self.layer, self.X.shape, k)
         out = np.empty((B, out_size(H, k, s, p), out_size(W, k, s, p), self.out_channels), np.float32)
         _conv.forward(self.X, B, H + 2 * p, W + 2 * p, C, self._patch_order(self.W), self.out_channels, k, s, out)
         return out
@@ -206,7 +192,7 @@ class _Pool:
 
     def __call__(self, X):  # (B, H, W, C) -> (B, Ho, Wo, C)
         k, s = self.layer.kernel_size, self.layer.stride
-        _check_fits(self.layer, X.shape, k)
+        _check_fits(self.layer, X.transpose(0, 3, 1, 2), k, 0)  # the readable layer's check, on X seen as (B, C, H, W)
         X = np.ascontiguousarray(X)
         B, H, W, C = self.in_shape = X.shape  # kept for bp_input
         out = np.empty((B, out_size(H, k, s, 0), out_size(W, k, s, 0), C), np.float32)

@@ -10,7 +10,7 @@ MNIST's pixels, half of a ReLU's outputs) and sums in its own order: it agrees w
 Glossary as in core/layers.py: B batch, I in, O out, K classes, N examples.
 """
 
-import warnings
+import sys
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -52,26 +52,19 @@ def why_not(net, optimizer):
     return ""
 
 
-_warned = False
+_warned = False  # set once the missing extension has been reported (fast.chosen)
 
 
 def runner(net, batch_size, optimizer, threads, *, required):
     """A KernelSGD for this net, or None (the readable loop). With required (path="kernel"), a
     ValueError saying why instead of None. A kernel that was not built is reported once, by a warning."""
-    global _warned
+    from . import chosen
+
     reason = why_not(net, optimizer)
-    if not reason and _kernel is None:
-        reason = "the compiled kernel was not built (reinstall bareprop with a C compiler)"
-        if not required and not _warned:
-            warnings.warn(f"bareprop: {reason}; training on the readable path", RuntimeWarning, stacklevel=5)  # at train()'s caller
-            _warned = True
     if not reason and threads > MAX_THREADS:
         reason = f"it runs at most {MAX_THREADS} threads, not {threads}"
-    if reason:
-        if required:
-            raise ValueError(f"train: path='kernel' cannot train {net!r}: {reason}")
-        return None
-    return KernelSGD(net, batch_size, optimizer.lr, threads)
+    return chosen(sys.modules[__name__], reason, _kernel, "kernel", net, required,
+                  lambda: KernelSGD(net, batch_size, optimizer.lr, threads))
 
 
 class KernelSGD:
