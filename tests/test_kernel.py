@@ -180,6 +180,27 @@ def test_any_number_of_threads_gives_the_same_bits(mnist_subset, sizes, dtype):
             np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("pixels", [True, False])
+def test_odd_widths_runs_of_zeros_and_negative_zeros_match_the_readable_layers(pixels):
+    """Rows are compressed 8 columns at a time: 37 columns (a last chunk of 5), runs of zero columns,
+    empty rows, batches of 12 (a last one of 11) and, as floats, -0.0 entries (zeros, skipped). In
+    float64 to 1e-9, against the readable layers."""
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 256, size=(203, 37), dtype=np.uint8)
+    X[rng.random(X.shape) < 0.6] = 0  # mostly zero, as MNIST
+    X[:, 8:24] = 0  # two whole chunks of 8 columns blank in every example
+    X[[3, 50, 51]] = 0  # empty rows
+    y = rng.integers(0, 4, size=203)
+    data = X if pixels else np.where(X == 0, -0.0, X / 255.0)  # floats: every zero a negative zero
+    runs = {}
+    for path in ("readable", "kernel"):
+        net = NeuralNet((37, 20, 4), lr=0.01, rng=np.random.default_rng(2), dtype=np.float64)
+        runs[path] = train(net, data, y, epochs=2, batch_size=12, rng=np.random.default_rng(4), path=path,
+                           X_test=data, y_test=y), net.params()
+    assert_kernel_matches_readable(*runs["readable"], *runs["kernel"])
+    assert runs["kernel"][0].train_loss[1] < runs["kernel"][0].train_loss[0]
+
+
 @pytest.mark.parametrize("batch_size", [64, 256, 1000])
 def test_a_kernel_call_covers_at_most_max_examples(mnist_subset, monkeypatch, batch_size):
     """Python (and so Ctrl-C) waits for a kernel call: each covers whole batches, 16,384 examples at most,
@@ -424,3 +445,43 @@ def test_logits_beyond_exps_range_in_each_precision(dtype):
             np.testing.assert_allclose(b, a, rtol=1e-2, atol=3e-3)  # logits of hundreds carry float32's noise
         np.testing.assert_allclose(h_k.train_loss + h_k.test_loss, h_ref.train_loss + h_ref.test_loss, rtol=1e-2)
         assert h_k.test_acc == h_ref.test_acc
+
+
+def _build(tmp_path, define):
+    """_kernel.c compiled as setup.py compiles it, with -D`define`; the loaded module."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    source = Path(kernel.__file__).with_name("_kernel.c")
+    target = tmp_path / ("_kernel" + sysconfig.get_config_var("EXT_SUFFIX"))
+    compiler = shutil.which("gcc") or shutil.which("cc")
+    assert compiler, "a C compiler builds the extension; this test needs one too"
+    subprocess.run([compiler, "-O3", "-Wno-psabi", "-fopenmp", "-shared", "-fPIC", f"-D{define}",
+                    f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)], check=True)
+    spec = importlib.util.spec_from_file_location("bareprop.fast._kernel", target)
+    module = importlib.util.module_from_spec(spec)  # not in sys.modules: beside the installed build
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_generic_build_trains_as_the_readable_layers(tmp_path, monkeypatch, mnist_subset):
+    """The functions are compiled twice (any x86-64, and AVX2 + FMA) and a CPU with AVX2 runs the second;
+    the first, compiled here alone, must train as the readable layers do (float64, to 1e-9), read uint8
+    pixels as their floats (the same bits) and give the same bits on 1 and 2 threads."""
+    module = _build(tmp_path, "NO_AVX2_VARIANT")
+    assert module.ISA == "generic"
+    monkeypatch.setattr(kernel, "_kernel", module)
+    X, y = mnist_subset
+    X, y = X[:1000], y[:1000]
+    h_ref, W_ref = fit(X, y, (784, 24, 10), path="readable", dtype=np.float64, epochs=1)
+    h_k, W_k = fit(X, y, (784, 24, 10), path="kernel", dtype=np.float64, epochs=1)
+    assert_kernel_matches_readable(h_ref, W_ref, h_k, W_k)
+    _, W_u8 = fit(X, y, (784, 24, 10), path="kernel", epochs=1)
+    _, W_f32 = fit(np.divide(X, np.float32(255), dtype=np.float32), y, (784, 24, 10), path="kernel", epochs=1)
+    _, W_2 = fit(X, y, (784, 24, 10), path="kernel", epochs=1, threads=2)
+    for a, b, c in zip(W_u8, W_f32, W_2):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(a, c)
