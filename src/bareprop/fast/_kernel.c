@@ -210,13 +210,16 @@ typedef struct {
     Net_f64 f64;
     Inputs_f32 in32[MAX_LAYERS];
     Inputs_f64 in64[MAX_LAYERS];
-    void *Z[MAX_LAYERS];
+    void *Z[MAX_LAYERS], *WT[MAX_LAYERS], *H[MAX_LAYERS];
 } Layout;
 
 static size_t round64(size_t bytes)
 {
     return (bytes + 63) / 64 * 64;
 }
+
+/* Whether hidden layer l, of padded width P, keeps its W[:-1].T (see bp_input_narrow): at most 2 vectors. */
+#define HAS_WT(l, P) ((l) > 0 && (P) * real <= 2 * VECTOR_BYTES)
 
 /* Parse (Ws, sizes), lay out scratch for batches of B rows in the workspace, copy the weights in.
  * On success the workspace is in use until layout_done. */
@@ -274,6 +277,7 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         total += 2 * round64(B * ptr) + round64(B * sizeof(int32_t));           /* inputs: col, val, len */
         total += round64(B * S * sizeof(int32_t)) + round64(B * S * real);      /* inputs: the stores */
         total += round64(B * P * real) + round64((I + 1) * P * real);           /* Z, W */
+        if (HAS_WT(l, P)) total += round64(O * (size_t)lay->p[l] * real) + round64(B * (size_t)lay->p[l] * real); /* WT, H */
     }
     int same = ws->block != NULL && ws->size == total && ws->L == L && ws->is_double == is_double && ws->B == B;
     for (Py_ssize_t l = 0; same && l <= L; l++) same = ws->n[l] == lay->n[l];
@@ -305,9 +309,14 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
         TAKE(lay->Z[l], real_t, B * P);                                                                  \
         TAKE(lay->W[l], real_t, (I + 1) * P);                                                            \
         memset(lay->W[l], 0, (I + 1) * P * sizeof(real_t)); /* the padding columns: zero */             \
+        if (HAS_WT(l, P)) {                                                                              \
+            TAKE(lay->WT[l], real_t, O * (size_t)lay->p[l]);                                             \
+            memset(lay->WT[l], 0, O * (size_t)lay->p[l] * sizeof(real_t));                               \
+            TAKE(lay->H[l], real_t, B * (size_t)lay->p[l]);                                              \
+        }                                                                                                \
     } while (0)
     for (int l = 0; l < L; l++) {
-        const size_t I = (size_t)lay->n[l], P = (size_t)lay->p[l + 1], S = l == 0 ? 0 : I;
+        const size_t I = (size_t)lay->n[l], O = (size_t)lay->n[l + 1], P = (size_t)lay->p[l + 1], S = l == 0 ? 0 : I;
         if (is_double)
             LAY_OUT_LAYER(&lay->in64[l], double);
         else
@@ -324,6 +333,8 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
     f->W = (float **)lay->W, d->W = (double **)lay->W;
     f->in = lay->in32, d->in = lay->in64;
     f->Z = (float **)lay->Z, d->Z = (double **)lay->Z;
+    f->WT = (float **)lay->WT, d->WT = (double **)lay->WT;
+    f->H = (float **)lay->H, d->H = (double **)lay->H;
     if (is_double)
         DISPATCH(copy_weights, _f64)(d, (double *const *)lay->outside, 0);
     else

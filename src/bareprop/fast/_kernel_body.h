@@ -201,6 +201,24 @@ static void FN(linear_first)(TY(Net) *net, const TY(Data) *data, int64_t row, RE
     }
 }
 
+/* z[0:nv*VEC] = bias + sum_j h_j W[j, 0:nv*VEC] over all I inputs of a narrow layer (a zero adds a
+ * zero), the even j in one set of registers, the odd in the other. Always inlined with a constant nv. */
+static ALWAYS_INLINE void FN(dense_block)(const REAL *h, Py_ssize_t I, const REAL *W, Py_ssize_t P, REAL *z,
+                                          const int nv)
+{
+    TY(vec) even[2], odd[2]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = FN(load)(W + I * P + v * VEC), odd[v] = (TY(vec)){0}; /* the bias */
+    Py_ssize_t j = 0;
+    for (; j + 1 < I; j += 2)
+        for (int v = 0; v < nv; v++) {
+            even[v] += h[j] * FN(load)(W + j * P + v * VEC); /* (VEC,) += () * (VEC,) */
+            odd[v] += h[j + 1] * FN(load)(W + (j + 1) * P + v * VEC);
+        }
+    if (j < I)
+        for (int v = 0; v < nv; v++) even[v] += h[j] * FN(load)(W + j * P + v * VEC);
+    for (int v = 0; v < nv; v++) FN(store)(z + v * VEC, even[v] + odd[v]);
+}
+
 /* ReLU.__call__ for example b, writing the next layer's inputs: max(z, 0), its zeros skipped.
  * A NaN is kept, as np.maximum keeps it; its mask (z > 0) is false, as in ReLU. */
 static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b)
@@ -256,6 +274,18 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
     }
 }
 
+/* bp_input for a layer with at most 2 vectors of outputs (where WT is kept): g_in = (W[:-1] @ g) where
+ * the ReLU let its input through (z > 0), else 0, as the rows of WT = W[:-1].T, (K, P_in), added with the
+ * weights g[k] for the K outputs; z, the layer below's output (P_in,), becomes g_in in place. */
+static void FN(bp_input_narrow)(const REAL *WT, Py_ssize_t K, Py_ssize_t P_in, const REAL *g, REAL *z)
+{
+    for (Py_ssize_t k0 = 0; k0 < P_in; k0 += VEC) {
+        TY(vec) acc = {0}; /* (VEC,) */
+        for (Py_ssize_t k = 0; k < K; k++) acc += g[k] * FN(load)(WT + k * P_in + k0); /* (VEC,) += () * (VEC,) */
+        for (int v = 0; v < VEC; v++) z[k0 + v] = z[k0 + v] > 0 ? acc[v] : 0; /* a NaN z: its mask is false */
+    }
+}
+
 /* W[j, 0:nv*VEC] -= lr * x_bj * G[b] for example b's nonzero inputs j (a row's entries from the t-th,
  * see col_at and x_at) up to j_hi-1, its G row kept in nv registers. Always inlined with a constant
  * nv and `compact`. */
@@ -300,6 +330,44 @@ static ALWAYS_INLINE void FN(update_row_of)(const void *col, const void *val, co
     }
 }
 
+/* w[r * P + 0:nv*VEC] -= lr * sum_b h[b * P_in + r] G[b, 0:nv*VEC] for the `rows` (1 or 4) rows r of a
+ * narrow layer's W at w: rows of dW summed in registers, b = 0, 1, ... (the same order for 1 row or 4,
+ * so that the numbers do not depend on which rows a thread takes), then subtracted. Always inlined with
+ * constant rows and nv. */
+static ALWAYS_INLINE void FN(update_rows)(const REAL *h, Py_ssize_t P_in, const REAL *G, Py_ssize_t P,
+                                          Py_ssize_t b_count, REAL *w, REAL lr, const int rows, const int nv)
+{
+    TY(vec) acc[4][2]; /* (rows, nv, VEC) */
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) acc[r][v] = (TY(vec)){0};
+    for (Py_ssize_t b = 0; b < b_count; b++)
+        for (int v = 0; v < nv; v++) {
+            const TY(vec) g = FN(load)(G + b * P + v * VEC); /* (VEC,) */
+            for (int r = 0; r < rows; r++) acc[r][v] += h[b * P_in + r] * g; /* (VEC,) += () * (VEC,) */
+        }
+    for (int r = 0; r < rows; r++)
+        for (int v = 0; v < nv; v++) FN(store)(w + r * P + v * VEC, FN(load)(w + r * P + v * VEC) - lr * acc[r][v]);
+}
+
+/* bp_param_and_update for a narrow layer (with WT): its inputs H are dense, so dW = [H, 1].T @ G is formed
+ * 4 rows at a time, each row summed over the batch and subtracted once; WT's columns j_lo..j_hi-1 follow. */
+static void FN(update_narrow)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi, int bias)
+{
+    const Py_ssize_t I = net->n[l], K = net->n[l + 1], P_in = net->p[l], P = net->p[l + 1];
+    REAL *W = net->W[l], *G = net->Z[l], *WT = net->WT[l];
+    const REAL *H = net->H[l];
+    for (Py_ssize_t j = j_lo; j < j_hi;) {
+        const int rows = j_hi - j >= 4 ? 4 : 1;
+        if (rows == 4 && P == 2 * VEC) FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 4, 2);
+        else if (rows == 4) FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 4, 1);
+        else if (P == 2 * VEC) FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 1, 2);
+        else FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 1, 1);
+        for (int r = 0; r < rows; r++, j++)
+            for (Py_ssize_t k = 0; k < K; k++) WT[k * P_in + j] = W[j * P + k];
+    }
+    if (bias) FN(update_bias)(W + I * P, G, b_count, P, lr, 0, P);
+}
+
 /* Linear.bp_param and the post's SGD update for a hidden layer l, W -= lr * dW with dW = [X, 1].T @ G
  * summed over the batch, for the rows j_lo..j_hi-1 of W (and the bias row if `bias`): one thread's
  * share. dW's row j is the sum over the examples of x_bj G[b]; each nonzero term is subtracted from W
@@ -307,6 +375,10 @@ static ALWAYS_INLINE void FN(update_row_of)(const void *col, const void *val, co
 static void FN(bp_param_and_update)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi,
                                     int bias)
 {
+    if (net->WT[l] != NULL) {
+        FN(update_narrow)(net, l, b_count, lr, j_lo, j_hi, bias);
+        return;
+    }
     const Py_ssize_t I = net->n[l], P = net->p[l + 1];
     const TY(Inputs) *in = &net->in[l];
     REAL *W = net->W[l], *G = net->Z[l];
@@ -480,6 +552,19 @@ static ALWAYS_INLINE void FN(prefetch_ahead)(const TY(Data) *data, const int64_t
     }
 }
 
+/* ReLU.__call__ for example b, the inputs of layer l from z, the output of the layer below: for a narrow
+ * layer (with WT) all of them, h = max(z, 0), (p[l],), a NaN kept as np.maximum keeps it; else their
+ * nonzeros (relu). */
+static void FN(relu_of)(TY(Net) *net, int l, const REAL *z, Py_ssize_t b)
+{
+    if (net->WT[l] == NULL) {
+        FN(relu)(z, net->n[l], &net->in[l], b);
+        return;
+    }
+    REAL *h = net->H[l] + b * net->p[l]; /* (p[l],) */
+    for (Py_ssize_t k = 0; k < net->p[l]; k++) h[k] = z[k] <= 0 ? 0 : z[k];
+}
+
 /* Forward for example b through the layers from `first` on (whose inputs are gathered); returns the
  * logits, (K,), in the last Z. */
 static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
@@ -488,8 +573,11 @@ static REAL *FN(forward)(TY(Net) *net, Py_ssize_t b, int first)
         const Py_ssize_t P = net->p[l + 1];
         const TY(Inputs) *in = &net->in[l];
         REAL *z = net->Z[l] + b * P;
-        FN(linear)(in->col[b], in->val[b], in->len[b], net->n[l], P, net->W[l], z);
-        if (l < net->L - 1) FN(relu)(z, net->n[l + 1], &net->in[l + 1], b);
+        if (net->WT[l] != NULL) /* narrow: every input */
+            FN(dense_block)(net->H[l] + b * net->p[l], net->n[l], net->W[l], P, z, P / VEC);
+        else
+            FN(linear)(in->col[b], in->val[b], in->len[b], net->n[l], P, net->W[l], z);
+        if (l < net->L - 1) FN(relu_of)(net, l + 1, z, b);
     }
     return net->Z[net->L - 1] + b * net->p[net->L];
 }
@@ -546,13 +634,16 @@ static void FN(sgd_steps)(TY(Net) *net, const TY(Data) *data, const int64_t *y, 
                 const int64_t row = order[s + b];
                 REAL *logits = net->Z[0] + b * P1; /* (P1,) */
                 if (L > 1) {
-                    FN(relu)(logits, net->n[1], &net->in[1], b);
+                    FN(relu_of)(net, 1, logits, b);
                     logits = FN(forward)(net, b, 1);
                 }
                 picked[s + b] = FN(softmax_ce)(logits, K, net->p[L], y[row], &predicted[s + b]);
                 for (int l = L - 1; l > 0; l--) { /* dloss/dZ of each layer below: needs only this example */
                     const Py_ssize_t P = net->p[l + 1], P_in = net->p[l];
-                    FN(bp_input)(&net->in[l], b, P, net->W[l], net->Z[l] + b * P, net->Z[l - 1] + b * P_in, P_in);
+                    if (net->WT[l] != NULL)
+                        FN(bp_input_narrow)(net->WT[l], net->n[l + 1], P_in, net->Z[l] + b * P, net->Z[l - 1] + b * P_in);
+                    else
+                        FN(bp_input)(&net->in[l], b, P, net->W[l], net->Z[l] + b * P, net->Z[l - 1] + b * P_in, P_in);
                 }
             }
             BARRIER(); /* every example's dloss/dZ is there, and no W is read any more in this step */
@@ -590,7 +681,7 @@ static void FN(score)(TY(Net) *net, const TY(Data) *data, const int64_t *y, Py_s
             REAL *logits = net->Z[0] + h * P1; /* (P1,) */
             FN(linear_first)(net, data, i, logits, 0, P1);
             if (L > 1) {
-                FN(relu)(logits, net->n[1], &net->in[1], h);
+                FN(relu_of)(net, 1, logits, h);
                 logits = FN(forward)(net, h, 1);
             }
             picked[i] = FN(softmax_ce)(logits, K, net->p[L], y[i], &predicted[i]);
@@ -604,10 +695,13 @@ static void FN(copy_weights)(TY(Net) *net, REAL *const *outside, int back)
     for (int l = 0; l < net->L; l++) {
         const Py_ssize_t rows = net->n[l] + 1, O = net->n[l + 1], P = net->p[l + 1];
         for (Py_ssize_t i = 0; i < rows; i++) {
-            if (back)
+            if (back) {
                 memcpy(outside[l] + i * O, net->W[l] + i * P, O * sizeof(REAL));
-            else
+            } else {
                 memcpy(net->W[l] + i * P, outside[l] + i * O, O * sizeof(REAL)); /* the padding stays zero */
+                for (Py_ssize_t k = 0; net->WT[l] != NULL && i < rows - 1 && k < O; k++)
+                    net->WT[l][k * net->p[l] + i] = outside[l][i * O + k];
+            }
         }
     }
 }

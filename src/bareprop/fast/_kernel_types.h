@@ -20,6 +20,9 @@ typedef struct {
     Py_ssize_t B;        /* largest batch */
     TY(Inputs) *in;      /* (L,): each layer's inputs for the batch */
     REAL **Z;            /* (L,): (B, p[l+1]) each layer's output, then its gradient dloss/dZ */
+    REAL **WT;           /* (L,): (n[l+1], p[l]) W[:-1].T of the narrow hidden layers, those with at most 2
+                            vectors of outputs (see bp_input_narrow), else NULL */
+    REAL **H;            /* (L,): (B, p[l]) the inputs of the narrow hidden layers, all of them, else NULL */
 } TY(Net);
 
 /* VEC values side by side: one vector register (or two) for GCC's and Clang's vector extensions.
