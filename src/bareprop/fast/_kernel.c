@@ -258,8 +258,9 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
      * floating point, before they are computed in size_t, where they would wrap around. */
     double bytes = 0;
     for (int l = 0; l < L; l++) {
-        const double I = (double)lay->n[l], P = (double)lay->p[l + 1];
+        const double I = (double)lay->n[l], O = (double)lay->n[l + 1], P = (double)lay->p[l + 1];
         bytes += (double)B * (24 + 12 * I + 8 * P) + 8 * (I + 1) * P; /* at most what the loop below takes */
+        if (l > 0) bytes += 8 * (O + (double)B) * (double)lay->p[l];  /* WT and H, if it keeps them */
     }
     if (bytes > (double)PY_SSIZE_T_MAX / 4) {
         char message[120];
@@ -727,8 +728,6 @@ PyMODINIT_FUNC PyInit__kernel(void)
 #if HAVE_AVX2_VARIANT
     __builtin_cpu_init();
     use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#endif
-#if HAVE_AVX2_VARIANT
     for (int bits = 0; bits < 256; bits++)
         for (int b = 0, k = 0; b < 8; b++)
             if (bits >> b & 1) kept_places[bits][k++] = (uint8_t)b;
