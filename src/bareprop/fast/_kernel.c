@@ -372,26 +372,20 @@ static size_t val_size(const SparseRows *rows)
 #include <immintrin.h>
 static uint8_t kept_places[256][8]; /* for each byte of 8 bits, the places of its set bits (then zeros) */
 
-/* The row x (I,) of pixels compressed as compact_rows does, 8 pixels at a time with SSSE3 and no branch:
- * the nonzero pixels and their places picked by one byte shuffle (kept_places). Writes up to 8 entries
- * past the last; returns how many. (A CPU with AVX2 has SSSE3, SSE4.1 and POPCNT.) */
-__attribute__((target("ssse3,sse4.1,popcnt"))) static int32_t compact_row_ssse3(const unsigned char *x, Py_ssize_t I,
+/* The first I8 pixels (a multiple of 8) of the row x compressed as compact_rows does, 8 at a time with
+ * SSSE3 and no branch: the nonzero pixels and their places picked by one byte shuffle (kept_places).
+ * Writes up to 8 entries past the last; returns how many. (A CPU with AVX2 has SSSE3, SSE4.1 and POPCNT.) */
+__attribute__((target("ssse3,sse4.1,popcnt"))) static int32_t compact_row_ssse3(const unsigned char *x, Py_ssize_t I8,
                                                                                   uint16_t *col, uint8_t *pixel)
 {
     int32_t len = 0;
-    Py_ssize_t j0 = 0;
-    for (; j0 + 8 <= I; j0 += 8) {
+    for (Py_ssize_t j0 = 0; j0 < I8; j0 += 8) {
         const __m128i w = _mm_loadl_epi64((const __m128i *)(x + j0)); /* branch-free: zeros keep nothing */
         const unsigned kept = ~(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(w, _mm_setzero_si128())) & 0xFF;
         const __m128i at = _mm_loadl_epi64((const __m128i *)kept_places[kept]);
         _mm_storel_epi64((__m128i *)(pixel + len), _mm_shuffle_epi8(w, at));
         _mm_storeu_si128((__m128i *)(col + len), _mm_add_epi16(_mm_cvtepu8_epi16(at), _mm_set1_epi16((short)j0)));
         len += __builtin_popcount(kept);
-    }
-    for (Py_ssize_t j = j0; j < I; j++) {
-        col[len] = (uint16_t)j;
-        pixel[len] = x[j];
-        len += x[j] != 0;
     }
     return len;
 }
@@ -415,11 +409,14 @@ static int compact_rows(const unsigned char *X, Py_ssize_t N, Py_ssize_t I, cons
         uint16_t *col_row = col_rows + THREAD_ID() * (I + 8);
         uint8_t *pixel_row = pixel_rows + THREAD_ID() * (I + 8);
         int32_t len = 0;
+        Py_ssize_t done = 0; /* the columns compressed so far */
 #if HAVE_AVX2_VARIANT
-        if (use_avx2) len = compact_row_ssse3(x, I, col_row, pixel_row);
-        else
+        if (use_avx2) {
+            done = I / 8 * 8;
+            len = compact_row_ssse3(x, done, col_row, pixel_row);
+        }
 #endif
-        for (Py_ssize_t j0 = 0; j0 < I; j0 += 8) {
+        for (Py_ssize_t j0 = done; j0 < I; j0 += 8) {
             const Py_ssize_t j1 = j0 + 8 < I ? j0 + 8 : I;
             if (j1 - j0 == 8) {
                 uint64_t word;
