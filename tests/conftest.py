@@ -33,6 +33,29 @@ def isolated(monkeypatch, tmp_path):
 
 
 @pytest.fixture
+def compiled(tmp_path):
+    """compiled(name, *flags): the extension bareprop/fast/<name>.c built here by gcc with `flags`
+    (-D... to leave builds out), loaded beside the installed one (not put in sys.modules)."""
+    import importlib.util
+    import shutil
+    import sysconfig
+
+    def build(name, *flags):
+        source = Path(bp.__file__).parent / "fast" / f"{name}.c"
+        target = tmp_path / (name + sysconfig.get_config_var("EXT_SUFFIX"))
+        compiler = shutil.which("gcc") or shutil.which("cc")
+        assert compiler, "a C compiler builds the extension; this test needs one too"
+        subprocess.run([compiler, "-O3", "-Wno-psabi", "-shared", "-fPIC", *flags,
+                        f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)], check=True)
+        spec = importlib.util.spec_from_file_location(f"bareprop.fast.{name}", target)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return build
+
+
+@pytest.fixture
 def server():
     """An HTTP(S) server on 127.0.0.1 serving the files a test gives it; closed after the test."""
     s = Server()

@@ -319,24 +319,10 @@ def test_the_bindings_refuse_arrays_of_the_wrong_size():
     assert _conv.ISA in ("generic", "avx2+fma", "avx512f")
 
 
-def test_the_generic_build_computes_what_this_cpus_build_does(tmp_path):
+def test_the_generic_build_computes_what_this_cpus_build_does(compiled):
     """The loops for any x86-64 (compiled here with -DNO_VARIANTS, as on a CPU without AVX2) against the build
     this CPU runs: the same sums in the same order, but without FMA's single rounding, so to rounding."""
-    import importlib.util
-    import shutil
-    import subprocess
-    import sysconfig
-    from pathlib import Path
-
-    source = Path(fast_conv.__file__).with_name("_conv.c")
-    target = tmp_path / ("_conv" + sysconfig.get_config_var("EXT_SUFFIX"))
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    assert compiler, "a C compiler builds the extension; this test needs one too"
-    subprocess.run([compiler, "-O3", "-shared", "-fPIC", "-DNO_VARIANTS", f"-I{sysconfig.get_paths()['include']}",
-                    str(source), "-o", str(target)], check=True)
-    spec = importlib.util.spec_from_file_location("_conv", target)
-    generic = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generic)
+    generic = compiled("_conv", "-DNO_VARIANTS")
     assert generic.ISA == "generic"
     rng = np.random.default_rng(0)
     for C, O, k, s in [(1, 8, 5, 1), (8, 16, 3, 2), (16, 24, 2, 1)]:

@@ -448,31 +448,11 @@ def test_logits_beyond_exps_range_in_each_precision(dtype):
         assert h_k.test_acc == h_ref.test_acc
 
 
-def _build(tmp_path, define):
-    """_kernel.c compiled as setup.py compiles it, with -D`define`; the loaded module."""
-    import importlib.util
-    import shutil
-    import subprocess
-    import sysconfig
-    from pathlib import Path
-
-    source = Path(kernel.__file__).with_name("_kernel.c")
-    target = tmp_path / ("_kernel" + sysconfig.get_config_var("EXT_SUFFIX"))
-    compiler = shutil.which("gcc") or shutil.which("cc")
-    assert compiler, "a C compiler builds the extension; this test needs one too"
-    subprocess.run([compiler, "-O3", "-Wno-psabi", "-fopenmp", "-shared", "-fPIC", f"-D{define}",
-                    f"-I{sysconfig.get_paths()['include']}", str(source), "-o", str(target)], check=True)
-    spec = importlib.util.spec_from_file_location("bareprop.fast._kernel", target)
-    module = importlib.util.module_from_spec(spec)  # not in sys.modules: beside the installed build
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_the_generic_build_trains_as_the_readable_layers(tmp_path, monkeypatch, mnist_subset):
+def test_the_generic_build_trains_as_the_readable_layers(compiled, monkeypatch, mnist_subset):
     """The functions are compiled twice (any x86-64, and AVX2 + FMA) and a CPU with AVX2 runs the second;
     the first, compiled here alone, must train as the readable layers do (float64, to 1e-9), read uint8
     pixels as their floats (the same bits) and give the same bits on 1 and 2 threads."""
-    module = _build(tmp_path, "NO_AVX2_VARIANT")
+    module = compiled("_kernel", "-fopenmp", "-DNO_AVX2_VARIANT")
     assert module.ISA == "generic"
     monkeypatch.setattr(kernel, "_kernel", module)
     X, y = mnist_subset
