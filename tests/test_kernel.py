@@ -448,12 +448,15 @@ def test_logits_beyond_exps_range_in_each_precision(dtype):
         assert h_k.test_acc == h_ref.test_acc
 
 
-def test_the_generic_build_trains_as_the_readable_layers(compiled, monkeypatch, mnist_subset):
-    """The functions are compiled twice (any x86-64, and AVX2 + FMA) and a CPU with AVX2 runs the second;
-    the first, compiled here alone, must train as the readable layers do (float64, to 1e-9), read uint8
-    pixels as their floats (the same bits) and give the same bits on 1 and 2 threads."""
-    module = compiled("_kernel", "-fopenmp", "-DNO_AVX2_VARIANT")
-    assert module.ISA == "generic"
+@pytest.mark.parametrize("flag, isas", [("-DNO_AVX2_VARIANT", {"generic"}),
+                                        ("-DNO_AVX512_VARIANT", {"generic", "avx2+fma"})])
+def test_the_narrower_builds_train_as_the_readable_layers(compiled, monkeypatch, mnist_subset, flag, isas):
+    """The functions are compiled three times (any x86-64, AVX2 + FMA, AVX-512) and a CPU runs the widest
+    it has; the others, compiled here without the wider ones, must train as the readable layers do
+    (float64, to 1e-9), read uint8 pixels as their floats (the same bits) and give the same bits on 1
+    and 2 threads."""
+    module = compiled("_kernel", "-fopenmp", flag)
+    assert module.ISA in isas
     monkeypatch.setattr(kernel, "_kernel", module)
     X, y = mnist_subset
     X, y = X[:1000], y[:1000]

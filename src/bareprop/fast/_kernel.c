@@ -38,8 +38,8 @@
 #define THREAD_COUNT() 1
 #define BARRIER() ((void)0)
 #endif
-#define VECTOR_BYTES 32 /* a vector: 8 floats or 4 doubles, one AVX register */
-#define VEC ((int)(VECTOR_BYTES / sizeof(REAL))) /* every padded row is a whole number of VEC values */
+#define ROW_BYTES 64 /* every padded row is a whole number of cache lines, so of vectors in every build */
+#define VEC ((int)(VECTOR_BYTES / sizeof(REAL))) /* values in a vector: VECTOR_BYTES is set for each build below */
 #define BLOCK (4 * VEC) /* outputs summed side by side, in registers */
 #ifndef TILE_BYTES /* the constants marked "tuned" can be set with -D: benchmarks/tune_kernel.py */
 #define TILE_BYTES 512 /* tuned: of a weight row: see TILE (9% faster than no tiles at width 1024; 128-1024 alike) */
@@ -90,27 +90,43 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
     return 0;
 }
 
-/* Types and functions for float (_f32) and double (_f64). The functions are compiled twice on
- * x86-64 with GCC: for any x86-64 CPU, and for those with AVX2 and FMA (_avx2), chosen when the
- * module is loaded. */
+/* Types and functions for float (_f32) and double (_f64). The functions are compiled three times on
+ * x86-64 with GCC: for any x86-64 CPU and for those with AVX2 and FMA (_avx2), 32-byte vectors, and
+ * for those with AVX-512 (_avx512), 64-byte vectors, the widest the CPU has chosen when the module is
+ * loaded. -DNO_AVX512_VARIANT or -DNO_AVX2_VARIANT leaves builds out (tests/test_kernel.py). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NO_AVX2_VARIANT)
 #define HAVE_AVX2_VARIANT 1
 #else
 #define HAVE_AVX2_VARIANT 0
 #endif
+#if HAVE_AVX2_VARIANT && !defined(NO_AVX512_VARIANT)
+#define HAVE_AVX512_VARIANT 1
+#else
+#define HAVE_AVX512_VARIANT 0
+#endif
 
-/* _kernel_body.h ends by undefining FN; REAL, TY, EXP and LOG stay for the next copy. */
+/* _kernel_body.h ends by undefining FN and VECTOR_BYTES; REAL, TY, EXP and LOG stay for the next copy. */
 #define REAL float
 #define TY(name) name##_f32
 #define EXP expf
 #define LOG logf
 #include "_kernel_types.h"
 #define FN(name) name##_f32
+#define VECTOR_BYTES 32
 #include "_kernel_body.h"
 #if HAVE_AVX2_VARIANT
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FN(name) name##_f32_avx2
+#define VECTOR_BYTES 32
+#include "_kernel_body.h"
+#pragma GCC pop_options
+#endif
+#if HAVE_AVX512_VARIANT
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define FN(name) name##_f32_avx512
+#define VECTOR_BYTES 64
 #include "_kernel_body.h"
 #pragma GCC pop_options
 #endif
@@ -125,11 +141,21 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #define LOG log
 #include "_kernel_types.h"
 #define FN(name) name##_f64
+#define VECTOR_BYTES 32
 #include "_kernel_body.h"
 #if HAVE_AVX2_VARIANT
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 #define FN(name) name##_f64_avx2
+#define VECTOR_BYTES 32
+#include "_kernel_body.h"
+#pragma GCC pop_options
+#endif
+#if HAVE_AVX512_VARIANT
+#pragma GCC push_options
+#pragma GCC target("avx512f")
+#define FN(name) name##_f64_avx512
+#define VECTOR_BYTES 64
 #include "_kernel_body.h"
 #pragma GCC pop_options
 #endif
@@ -138,10 +164,12 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #undef EXP
 #undef LOG
 
-static int use_avx2 = 0; /* set when the module is loaded */
+static int isa = 0; /* 0 generic, 1 AVX2 + FMA, 2 AVX-512: set when the module is loaded */
 
-#if HAVE_AVX2_VARIANT
-#define DISPATCH(name, suffix) (use_avx2 ? name##suffix##_avx2 : name##suffix)
+#if HAVE_AVX512_VARIANT
+#define DISPATCH(name, suffix) (isa == 2 ? name##suffix##_avx512 : isa == 1 ? name##suffix##_avx2 : name##suffix)
+#elif HAVE_AVX2_VARIANT
+#define DISPATCH(name, suffix) (isa >= 1 ? name##suffix##_avx2 : name##suffix)
 #else
 #define DISPATCH(name, suffix) (name##suffix)
 #endif
@@ -218,8 +246,9 @@ static size_t round64(size_t bytes)
     return (bytes + 63) / 64 * 64;
 }
 
-/* Whether hidden layer l, of padded width P, keeps its W[:-1].T (see bp_input_narrow): at most 2 vectors. */
-#define HAS_WT(l, P) ((l) > 0 && (P) * real <= 2 * VECTOR_BYTES)
+/* Whether hidden layer l, of padded width P, keeps its W[:-1].T (see bp_input_narrow): rows of one cache
+ * line (two AVX2 vectors, one AVX-512 vector). */
+#define HAS_WT(l, P) ((l) > 0 && (P) * real <= ROW_BYTES)
 
 /* Parse (Ws, sizes), lay out scratch for batches of B rows in the workspace, copy the weights in.
  * On success the workspace is in use until layout_done. */
@@ -250,8 +279,8 @@ static int layout_init(Layout *lay, Borrowed *borrowed, PyObject *Ws, PyObject *
             PyErr_SetString(PyExc_ValueError, "_kernel: every width must be in 1..2**31-9");
             return -1;
         }
-        const Py_ssize_t vec = VECTOR_BYTES / (Py_ssize_t)real;
-        lay->p[l] = (lay->n[l] + vec - 1) / vec * vec;
+        const Py_ssize_t line = ROW_BYTES / (Py_ssize_t)real;
+        lay->p[l] = (lay->n[l] + line - 1) / line * line;
         if (SPREAD_BYTES && lay->p[l] * real % SPREAD_BYTES == 0) lay->p[l] += 64 / real; /* one cache line more: see SPREAD_BYTES */
     }
     /* Every size below is a product of B and the widths: refuse those beyond the address space here, in
@@ -411,7 +440,7 @@ static int compact_rows(const unsigned char *X, Py_ssize_t N, Py_ssize_t I, cons
         int32_t len = 0;
         Py_ssize_t done = 0; /* the columns compressed so far */
 #if HAVE_AVX2_VARIANT
-        if (use_avx2) {
+        if (isa >= 1) {
             done = I / 8 * 8;
             len = compact_row_ssse3(x, done, col_row, pixel_row);
         }
@@ -724,7 +753,8 @@ PyMODINIT_FUNC PyInit__kernel(void)
 {
 #if HAVE_AVX2_VARIANT
     __builtin_cpu_init();
-    use_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    isa = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    if (HAVE_AVX512_VARIANT && isa && __builtin_cpu_supports("avx512f")) isa = 2;
     for (int bits = 0; bits < 256; bits++)
         for (int b = 0, k = 0; b < 8; b++)
             if (bits >> b & 1) kept_places[bits][k++] = (uint8_t)b;
@@ -732,7 +762,8 @@ PyMODINIT_FUNC PyInit__kernel(void)
     if (PyType_Ready(&SparseRowsType) < 0 || PyType_Ready(&WorkspaceType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddStringConstant(m, "ISA", use_avx2 ? "avx2+fma" : "generic") < 0
+    static const char *names[] = {"generic", "avx2+fma", "avx512f"};
+    if (PyModule_AddStringConstant(m, "ISA", names[isa]) < 0
 #ifdef _OPENMP
         || PyModule_AddIntConstant(m, "OPENMP", 1) < 0
 #else

@@ -1,13 +1,19 @@
 /* The body of _kernel.c, included once per float type and instruction set: REAL is float or
  * double, TY(name) adds the type's suffix to a type of _kernel_types.h, FN(name) the type's and
- * the instruction set's to a function, EXP and LOG are exp and log in REAL. It is the readable layers' arithmetic
+ * the instruction set's to a function, VECTOR_BYTES is the instruction set's vector size, EXP and
+ * LOG are exp and log in REAL. It is the readable layers' arithmetic
  * (layers.py, losses.py), written as loops that skip the zeros of each layer's input.
  *
- * Glossary as in layers.py: B batch, I in, O out, K classes; P an O padded to a multiple of VEC.
+ * Glossary as in layers.py: B batch, I in, O out, K classes; P an O padded to a whole
+ * number of cache lines (ROW_BYTES), so of VEC.
  * Every matrix is row-major. The kernel trains private copies of the weights, each (I+1, P): the
  * net's W (I+1, O) with zero columns appended, so that every row is a whole number of vectors;
  * the zero columns give zero outputs, zero gradients and stay zero. */
 
+
+/* VEC values side by side: one vector register of this build, for GCC's and Clang's vector extensions.
+ * Rows are loaded and stored with memcpy: they need no alignment. */
+typedef REAL FN(vec) __attribute__((vector_size(VECTOR_BYTES)));
 
 static void FN(init_scaled)(REAL *scaled)
 {
@@ -92,14 +98,14 @@ static int FN(sparse_rows)(const void *X, int pixels, Py_ssize_t N, Py_ssize_t I
 }
 
 
-static ALWAYS_INLINE TY(vec) FN(load)(const REAL *p)
+static ALWAYS_INLINE FN(vec) FN(load)(const REAL *p)
 {
-    TY(vec) v;
+    FN(vec) v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static ALWAYS_INLINE void FN(store)(REAL *p, TY(vec) v)
+static ALWAYS_INLINE void FN(store)(REAL *p, FN(vec) v)
 {
     memcpy(p, &v, sizeof v);
 }
@@ -144,8 +150,8 @@ static ALWAYS_INLINE void FN(linear_block)(const void *col, const void *val, con
                                            int32_t n, const REAL *W, Py_ssize_t P, const REAL *bias, REAL *z,
                                            const int nv)
 {
-    TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
-    for (int v = 0; v < nv; v++) even[v] = FN(load)(bias + v * VEC), odd[v] = (TY(vec)){0};
+    FN(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = FN(load)(bias + v * VEC), odd[v] = (FN(vec)){0};
     int32_t t = 0;
     for (; t + 1 < n; t += 2) {
         const REAL x0 = FN(x_at)(val, compact, scaled, t), *w0 = W + FN(col_at)(col, compact, t) * P;
@@ -206,8 +212,8 @@ static void FN(linear_first)(TY(Net) *net, const TY(Data) *data, int64_t row, RE
 static ALWAYS_INLINE void FN(dense_block)(const REAL *h, Py_ssize_t I, const REAL *W, Py_ssize_t P, REAL *z,
                                           const int nv)
 {
-    TY(vec) even[2], odd[2]; /* (nv, VEC) each */
-    for (int v = 0; v < nv; v++) even[v] = FN(load)(W + I * P + v * VEC), odd[v] = (TY(vec)){0}; /* the bias */
+    FN(vec) even[2], odd[2]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = FN(load)(W + I * P + v * VEC), odd[v] = (FN(vec)){0}; /* the bias */
     Py_ssize_t j = 0;
     for (; j + 1 < I; j += 2)
         for (int v = 0; v < nv; v++) {
@@ -265,7 +271,7 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
     for (int32_t t = 0; t < in->len[b]; t++) {
         if (!(val[t] > 0)) continue; /* a NaN input: its mask is false */
         const REAL *w = W + (Py_ssize_t)col[t] * P; /* (P,) */
-        TY(vec) acc = {0}; /* (VEC,) partial sums */
+        FN(vec) acc = {0}; /* (VEC,) partial sums */
         for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC)
             acc += FN(load)(g + k0) * FN(load)(w + k0); /* (VEC,) += (VEC,) * (VEC,) */
         REAL s = 0;
@@ -280,7 +286,7 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
 static void FN(bp_input_narrow)(const REAL *WT, Py_ssize_t K, Py_ssize_t P_in, const REAL *g, REAL *z)
 {
     for (Py_ssize_t k0 = 0; k0 < P_in; k0 += VEC) {
-        TY(vec) acc = {0}; /* (VEC,) */
+        FN(vec) acc = {0}; /* (VEC,) */
         for (Py_ssize_t k = 0; k < K; k++) acc += g[k] * FN(load)(WT + k * P_in + k0); /* (VEC,) += () * (VEC,) */
         for (int v = 0; v < VEC; v++) z[k0 + v] = z[k0 + v] > 0 ? acc[v] : 0; /* a NaN z: its mask is false */
     }
@@ -293,7 +299,7 @@ static ALWAYS_INLINE void FN(update_example)(const void *col, const void *val, c
                                              int32_t t, int32_t len, int32_t j_hi, const REAL *g, Py_ssize_t P,
                                              REAL *W, REAL lr, const int nv)
 {
-    TY(vec) gv[BLOCK / VEC]; /* (nv, VEC) */
+    FN(vec) gv[BLOCK / VEC]; /* (nv, VEC) */
     for (int v = 0; v < nv; v++) gv[v] = FN(load)(g + v * VEC);
     for (; t < len && FN(col_at)(col, compact, t) < j_hi; t++) {
         const REAL c = -lr * FN(x_at)(val, compact, scaled, t); /* () */
@@ -308,7 +314,7 @@ static void FN(update_bias)(REAL *w, const REAL *G, Py_ssize_t b_count, Py_ssize
                             Py_ssize_t k_hi)
 {
     for (Py_ssize_t k0 = k_lo; k0 < k_hi; k0 += VEC) {
-        TY(vec) sum = {0}; /* (VEC,) */
+        FN(vec) sum = {0}; /* (VEC,) */
         for (Py_ssize_t b = 0; b < b_count; b++) sum += FN(load)(G + b * P + k0);
         FN(store)(w + k0, FN(load)(w + k0) - lr * sum);
     }
@@ -337,12 +343,12 @@ static ALWAYS_INLINE void FN(update_row_of)(const void *col, const void *val, co
 static ALWAYS_INLINE void FN(update_rows)(const REAL *h, Py_ssize_t P_in, const REAL *G, Py_ssize_t P,
                                           Py_ssize_t b_count, REAL *w, REAL lr, const int rows, const int nv)
 {
-    TY(vec) acc[4][2]; /* (rows, nv, VEC) */
+    FN(vec) acc[4][2]; /* (rows, nv, VEC) */
     for (int r = 0; r < rows; r++)
-        for (int v = 0; v < nv; v++) acc[r][v] = (TY(vec)){0};
+        for (int v = 0; v < nv; v++) acc[r][v] = (FN(vec)){0};
     for (Py_ssize_t b = 0; b < b_count; b++)
         for (int v = 0; v < nv; v++) {
-            const TY(vec) g = FN(load)(G + b * P + v * VEC); /* (VEC,) */
+            const FN(vec) g = FN(load)(G + b * P + v * VEC); /* (VEC,) */
             for (int r = 0; r < rows; r++) acc[r][v] += h[b * P_in + r] * g; /* (VEC,) += () * (VEC,) */
         }
     for (int r = 0; r < rows; r++)
@@ -464,8 +470,8 @@ static void FN(by_column)(const TY(Data) *data, const int64_t *rows, Py_ssize_t 
 static ALWAYS_INLINE void FN(update_column)(const int32_t *eb, const REAL *ex, int32_t n, const REAL *G,
                                             Py_ssize_t P, REAL *w, REAL lr, const int nv)
 {
-    TY(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
-    for (int v = 0; v < nv; v++) even[v] = odd[v] = (TY(vec)){0};
+    FN(vec) even[BLOCK / VEC], odd[BLOCK / VEC]; /* (nv, VEC) each */
+    for (int v = 0; v < nv; v++) even[v] = odd[v] = (FN(vec)){0};
     int32_t t = 0;
     for (; t + 1 < n; t += 2) {
         const REAL x0 = ex[t], *g0 = G + (Py_ssize_t)eb[t] * P;         /* (), (nv*VEC,) */
@@ -707,3 +713,4 @@ static void FN(copy_weights)(TY(Net) *net, REAL *const *outside, int back)
 }
 
 #undef FN /* each copy brings its own */
+#undef VECTOR_BYTES

@@ -25,10 +25,6 @@ typedef struct {
     REAL **H;            /* (L,): (B, p[l]) the inputs of the narrow hidden layers, all of them, else NULL */
 } TY(Net);
 
-/* VEC values side by side: one vector register (or two) for GCC's and Clang's vector extensions.
- * Rows are loaded and stored with memcpy: they need no alignment. */
-typedef REAL TY(vec) __attribute__((vector_size(VEC * sizeof(REAL))));
-
 /* The data's sparse rows as the kernel reads them (see SparseRows): row i's nonzero entries are at
  * indptr[i]..indptr[i+1]-1 of col and val. Full rows: col int32, val REAL. Compact rows, for uint8
  * pixels: col uint16, val the pixel bytes themselves, whose value x is scaled[pixel]. */
