@@ -105,11 +105,12 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #define HAVE_AVX512_VARIANT 0
 #endif
 
-/* _kernel_body.h ends by undefining FN and VECTOR_BYTES; REAL, TY, EXP and LOG stay for the next copy. */
+/* _kernel_body.h ends by undefining FN and VECTOR_BYTES; REAL, TY, LOG and REAL_BITS stay for the
+ * next copy. */
 #define REAL float
 #define TY(name) name##_f32
-#define EXP expf
 #define LOG logf
+#define REAL_BITS int32_t /* an integer of REAL's size, for exp's bits (see exp in _kernel_body.h) */
 #include "_kernel_types.h"
 #define FN(name) name##_f32
 #define VECTOR_BYTES 32
@@ -132,13 +133,13 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #endif
 #undef REAL
 #undef TY
-#undef EXP
 #undef LOG
+#undef REAL_BITS
 
 #define REAL double
 #define TY(name) name##_f64
-#define EXP exp
 #define LOG log
+#define REAL_BITS int64_t
 #include "_kernel_types.h"
 #define FN(name) name##_f64
 #define VECTOR_BYTES 32
@@ -161,8 +162,8 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #endif
 #undef REAL
 #undef TY
-#undef EXP
 #undef LOG
+#undef REAL_BITS
 
 static int isa = 0; /* 0 generic, 1 AVX2 + FMA, 2 AVX-512: set when the module is loaded */
 

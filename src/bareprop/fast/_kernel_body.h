@@ -1,7 +1,7 @@
 /* The body of _kernel.c, included once per float type and instruction set: REAL is float or
  * double, TY(name) adds the type's suffix to a type of _kernel_types.h, FN(name) the type's and
- * the instruction set's to a function, VECTOR_BYTES is the instruction set's vector size, EXP and
- * LOG are exp and log in REAL. It is the readable layers' arithmetic
+ * the instruction set's to a function, VECTOR_BYTES is the instruction set's vector size, LOG is log
+ * in REAL and REAL_BITS an integer of its size. It is the readable layers' arithmetic
  * (layers.py, losses.py), written as loops that skip the zeros of each layer's input.
  *
  * Glossary as in layers.py: B batch, I in, O out, K classes; P an O padded to a whole
@@ -14,6 +14,7 @@
 /* VEC values side by side: one vector register of this build, for GCC's and Clang's vector extensions.
  * Rows are loaded and stored with memcpy: they need no alignment. */
 typedef REAL FN(vec) __attribute__((vector_size(VECTOR_BYTES)));
+typedef REAL_BITS FN(bits) __attribute__((vector_size(VECTOR_BYTES))); /* the same lanes' bits */
 
 static void FN(init_scaled)(REAL *scaled)
 {
@@ -239,23 +240,57 @@ static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b
     next->len[b] = len;
 }
 
+/* e^x in each lane, for x <= 0 (a logit less the largest), as exp gives it to about an ulp: x = n ln 2 + r
+ * with n whole and |r| <= ln 2 / 2, e^r by its Taylor series to r^TERMS (Horner's rule), 2^n written in
+ * the exponent's bits. Below e^-87 (float) or e^-708 (double), where 2^n would not be a normal number, 0;
+ * a NaN stays NaN. Always inlined. */
+static ALWAYS_INLINE FN(vec) FN(exp)(FN(vec) x)
+{
+    const int is_float = sizeof(REAL) == 4, TERMS = is_float ? 7 : 13, MANTISSA = is_float ? 23 : 52;
+    const REAL magic = (REAL)1.5 * (is_float ? 0x1p23 : 0x1p52); /* x + magic rounds x to a whole number */
+    const FN(vec) m = (x * (REAL)1.4426950408889634 + magic); /* (VEC,) n + magic: n in its last bits */
+    const FN(vec) n = m - magic;                                 /* (VEC,) round(x / ln 2) */
+    FN(vec) r = x - n * (REAL)0.693359375;                       /* (VEC,) exact: ln 2 to 9 bits */
+    r = r - n * (REAL)(0.69314718055994530942L - 0.693359375L);   /* (VEC,) and the rest of ln 2 */
+    FN(vec) p = 1 + r * (REAL)(1.0 / TERMS);                     /* (VEC,) 1 + r/TERMS */
+    for (int k = TERMS - 1; k >= 1; k--) p = 1 + r * (REAL)(1.0 / k) * p; /* 1 + r/k (1 + r/(k+1) (...)) */
+    const FN(bits) two_n = ((FN(bits))m - (FN(bits))((FN(vec)){0} + magic) + (is_float ? 127 : 1023)) << MANTISSA;
+    const FN(bits) tiny = (FN(bits))(x < (REAL)(is_float ? -87 : -708)); /* (VEC,) all ones where 0 */
+    return (FN(vec))((FN(bits))(p * (FN(vec))two_n) & ~tiny);
+}
+
 /* losses.log_softmax and SoftmaxCrossEntropy for example b, label t: turns the logits z (K,)
  * into dloss/dz = P - Y in place; returns log P[t] and writes the predicted class (the first
  * largest logit, as argmax picks it). P is exp(shifted) / sum rather than exp(log P): the same
- * number to rounding, with half the exponentials. */
+ * number to rounding, with half the exponentials. The padding (K..P-1) comes out zero. */
 static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64_t *predicted)
 {
     Py_ssize_t best = 0;
     REAL top = z[0], sum = 0;
-    for (Py_ssize_t k = 1; k < K; k++)
-        if (z[k] > top || (z[k] != z[k] && top == top)) { top = z[k]; best = k; } /* a NaN wins, as in argmax */
+    for (Py_ssize_t k = 1; k < K; k++) { /* with no branch: which class wins is unpredictable */
+        const int wins = (z[k] > top) | ((z[k] != z[k]) & (top == top)); /* a NaN wins, as in argmax */
+        best = wins ? k : best;
+        top = wins ? z[k] : top;
+    }
     *predicted = best;
     const REAL shifted_t = z[t] - top; /* () the true class's shifted logit */
-    for (Py_ssize_t k = 0; k < K; k++) sum += z[k] = EXP(z[k] - top); /* (K,) exp(shifted), () their sum */
+    FN(vec) lane, sums = {0};          /* (VEC,) 0, 1, 2, ...; partial sums */
+    for (int v = 0; v < VEC; v++) lane[v] = (REAL)v;
+    for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) {
+        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < (REAL)K); /* (VEC,) all ones for k < K */
+        const FN(vec) e = (FN(vec))((FN(bits))FN(exp)(FN(load)(z + k0) - top) & real); /* (VEC,) exp(shifted) */
+        FN(store)(z + k0, e);
+        sums += e;
+    }
+    for (int w = VEC / 2; w >= 1; w /= 2) /* the lanes added in halves */
+        for (int v = 0; v < w; v++) sums[v] += sums[v + w];
+    sum = sums[0]; /* () */
     const REAL scale = 1 / sum;
-    for (Py_ssize_t k = 0; k < K; k++) z[k] *= scale; /* (K,) P = exp(shifted) / sum = exp(log P) */
+    for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) { /* (K,) P = exp(shifted) / sum = exp(log P); the padding 0 */
+        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < (REAL)K); /* even if sum is NaN */
+        FN(store)(z + k0, (FN(vec))((FN(bits))(FN(load)(z + k0) * scale) & real));
+    }
     z[t] -= 1; /* (K,) P - Y */
-    for (Py_ssize_t k = K; k < P; k++) z[k] = 0; /* the padding: no gradient, even if an input was inf */
     return shifted_t - LOG(sum); /* () log P[t] */
 }
 

@@ -13,7 +13,7 @@ Glossary as in core/layers.py: B batch, I in, O out, K classes, N examples.
 import sys
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 try:
     from . import _kernel
@@ -89,6 +89,7 @@ class KernelSGD:
         self._data = {}  # (id(X), id(y)) -> (X, y, X's SparseRows, y as int64): kept for the whole run
         self.workspace = _kernel.Workspace()  # the kernel's scratch memory for training, kept between calls
         self.score_workspace = _kernel.Workspace()  # and for scoring (another layout)
+        self.blas = ThreadpoolController()  # the BLAS libraries loaded, found once (a search of the process's maps)
 
     def _prepare(self, X, y):
         """X as SparseRows and y as int64, made once per array and reused every epoch."""
@@ -109,7 +110,7 @@ class KernelSGD:
         net, B, N = self.net, self.batch_size, len(order)
         n_batches = -(-N // B)
         first = order[:B]
-        with threadpool_limits(1, user_api="blas"):  # BLAS on one thread: the same bits for any `threads`
+        with self.blas.limit(limits=1, user_api="blas"):  # BLAS on one thread: the same bits for any `threads`
             _, first_correct, first_loss = net.evaluate(X[first], y[first])  # the readable step
             grads = net.backprop()
             state = optimizer.step(net.params(), grads, state)
@@ -120,14 +121,10 @@ class KernelSGD:
         labels = y64[order64]  # (N,) in batch order
 
         def figures(stop):  # the epoch's (loss, accuracy) over its batches up to example `stop`
-            losses = [first_loss, *(-_batch_means(picked[B:stop], B))]  # each batch's, as evaluate() gives it
-            accs = [first_correct, *_batch_means(predicted[B:stop] == labels[B:stop], B)]
-            loss, correct = 0.0, 0.0
-            for batch_loss, batch_acc in zip(losses, accs):  # summed and scaled as train()'s loop does
-                loss += batch_loss / n_batches
-                correct += batch_acc / n_batches
+            losses = np.append(first_loss, -_batch_means(picked[B:stop], B))  # each batch's, as evaluate() gives it
+            accs = np.append(first_correct, _batch_means(predicted[B:stop] == labels[B:stop], B))
             done = len(losses) / n_batches
-            return loss / done, correct / done
+            return _added_in_turn(losses / n_batches) / done, _added_in_turn(accs / n_batches) / done
 
         if on_step is not None:
             on_step(0, lambda: figures(len(first)))
@@ -151,6 +148,12 @@ class KernelSGD:
         _kernel.score(self.Ws, self.sizes, self.dtype == np.float64, rows, y64, picked, predicted, self.threads,
                       self.score_workspace)
         return float((predicted == y64).mean()), -float(picked.sum(dtype=np.float64)) / len(y64)
+
+
+def _added_in_turn(values):  # (M,) -> ()
+    """The sum of values added one after the other in their own dtype, as train()'s loop adds its batches'
+    figures (np.cumsum adds in turn; np.sum would add in pairs and round differently)."""
+    return np.cumsum(values)[-1]
 
 
 def _batch_means(values, B):  # (M,) -> (ceil(M / B),)
