@@ -469,3 +469,18 @@ def test_the_narrower_builds_train_as_the_readable_layers(compiled, monkeypatch,
     for a, b, c in zip(W_u8, W_f32, W_2):
         np.testing.assert_array_equal(a, b)
         np.testing.assert_array_equal(a, c)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_nan_logit_wins_the_argmax_and_makes_the_loss_nan(mnist_subset, dtype):
+    """A NaN in class 3's weights makes its logit NaN for every example: argmax picks the first NaN, so
+    the kernel's softmax must predict class 3 everywhere, as the readable layers do, and give a NaN loss."""
+    X, y = mnist_subset
+    X, y = X[:500], y[:500]
+    net = NeuralNet((784, 32, 10), rng=np.random.default_rng(0), dtype=dtype)
+    fast = kernel.KernelSGD(net, 64, 0.001)
+    acc, loss = fast.score(X, y)
+    assert (acc, loss) == pytest.approx(net.score(X, y), rel=1e-5)  # finite, and the readable layers' figures
+    net.params()[-1][:, 3] = np.nan
+    acc, loss = fast.score(X, y)
+    assert acc == float(np.mean(y == 3)) == net.score(X, y)[0] and np.isnan(loss)
