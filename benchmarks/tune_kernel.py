@@ -8,12 +8,14 @@ setting's median time relative to the current one: below 1.00 is faster. Nothing
 
     python benchmarks/tune_kernel.py                 # every knob, the widths where it matters
     python benchmarks/tune_kernel.py --knob spread --widths 512 1024 --reps 7
+    python benchmarks/tune_kernel.py --knob by_column --define NO_AVX512_VARIANT=1   # an AVX2 CPU's build
 
 Knobs (see docs/speed.md, "Re-tuning on another CPU"):
   tile       TILE_BYTES: bytes of a weight row the first layer does for the whole batch before the next
   by_column  BY_COLUMN_MIN_ROW_BYTES: from which first-layer row size the update runs by column (0: never)
   spread     SPREAD_BYTES: a row stride that is a multiple of this gets one cache line more (0: never)
-  avx2       NO_AVX2_VARIANT: 1 drops the functions' second build for CPUs with AVX2 and FMA (x86-64, GCC)
+  avx2       NO_AVX2_VARIANT: 1 drops the functions' builds for CPUs with AVX2 and FMA, and with AVX-512 (x86-64, GCC)
+  avx512     NO_AVX512_VARIANT: 1 drops the build for CPUs with AVX-512 (64-byte vectors): such a CPU runs the AVX2 one
 
 To adopt a winner, change the #define in _kernel.c and rebuild (pip install -e .). The numbers the
 kernel computes do not depend on these constants' values beyond rounding order: tests/test_kernel.py
@@ -44,6 +46,7 @@ KNOBS = {
     "by_column": ("BY_COLUMN_MIN_ROW_BYTES", [512, 0, 128, 2048], [32, 64, 128, 1024]),
     "spread": ("SPREAD_BYTES", [2048, 0], [256, 512, 1024]),
     "avx2": ("NO_AVX2_VARIANT", [0, 1], [32, 256]),  # 1: only the generic x86-64 build of each function
+    "avx512": ("NO_AVX512_VARIANT", [0, 1], [32, 256, 1024]),  # 1: the AVX2 build is the widest
 }
 
 
@@ -51,7 +54,8 @@ def build(defines, folder):
     """The kernel compiled with `defines` ({name: value}) into `folder`; returns the loaded module."""
     suffix = sysconfig.get_config_var("EXT_SUFFIX")
     target = Path(folder) / f"_kernel{suffix}"
-    flags = [f"-D{name}={value}" for name, value in defines.items() if value]  # NO_AVX2_VARIANT=0: undefined
+    flags = [f"-D{name}={value}" for name, value in defines.items()
+             if not (name.startswith("NO_") and str(value) == "0")]  # NO_..._VARIANT=0: left undefined
     subprocess.run(["gcc", "-O3", "-Wno-psabi", "-fopenmp", "-fPIC", "-shared", *flags,
                     f"-I{sysconfig.get_paths()['include']}", str(SOURCE), "-o", str(target)], check=True)
     spec = importlib.util.spec_from_file_location("bareprop.fast._kernel", target)
@@ -84,6 +88,8 @@ def main(argv=None):
     parser.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     parser.add_argument("--examples", type=int, default=12000, help="examples per timed epoch")
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--define", action="append", default=[], metavar="NAME=VALUE",
+                        help="also -DNAME=VALUE in every build (e.g. NO_AVX512_VARIANT=1: the AVX2 build)")
     args = parser.parse_args(argv)
     X, y = load_mnist("train", dtype=np.uint8)
     X, y = X[:args.examples], y[:args.examples].astype(np.int64)
@@ -94,7 +100,8 @@ def main(argv=None):
             builds = {}
             for value in values:
                 (Path(folder) / f"{name}{value}").mkdir()
-                builds[value] = build({name: value}, Path(folder) / f"{name}{value}")
+                builds[value] = build({**dict(d.split("=", 1) for d in args.define), name: value},
+                                      Path(folder) / f"{name}{value}")
             print(f"\n{knob}: {name} = {values[0]} (as in _kernel.c) against {values[1:]}; "
                   f"{args.dtype}, {args.threads} thread(s), median of {args.reps}, times relative to {values[0]}")
             for width in args.widths or widths:
