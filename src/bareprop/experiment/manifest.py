@@ -4,7 +4,8 @@
     config            every setting (RunConfig.to_dict(), filled in), the seed and threads among them
     seed              the seed again, at the top where people look for it
     path, threads     the path train() took ("readable" or "kernel") and the threads it was given
-    kernel_isa        the instructions of the compiled path that ran ("avx2+fma", ...); null on the readable path
+    kernel_isa        the instructions of the compiled path that ran ("avx512f", "avx2+fma", "generic");
+                      null on the readable path
     versions          Python, NumPy, bareprop, and the library of config's backend if it is not NumPy
     data              the SHA-256 of each dataset file (the decompressed payload, checked on load)
     history           per-epoch metrics and timings (History.to_dict())
