@@ -38,7 +38,8 @@ setup(
         Extension(
             "bareprop.fast._kernel",
             sources=["src/bareprop/fast/_kernel.c"],
-            depends=["src/bareprop/fast/_kernel_body.h", "src/bareprop/fast/_kernel_types.h"],
+            depends=["src/bareprop/fast/_kernel_body.h", "src/bareprop/fast/_kernel_types.h",
+                     "src/bareprop/fast/_kernel_builds.h"],
         ),
         Extension("bareprop.fast._conv", sources=["src/bareprop/fast/_conv.c"], depends=["src/bareprop/fast/_conv_body.h"]),
     ],

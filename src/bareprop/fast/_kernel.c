@@ -91,9 +91,9 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 }
 
 /* Types and functions for float (_f32) and double (_f64). The functions are compiled three times on
- * x86-64 with GCC: for any x86-64 CPU and for those with AVX2 and FMA (_avx2), 32-byte vectors, and
- * for those with AVX-512 (_avx512), 64-byte vectors, the widest the CPU has chosen when the module is
- * loaded. -DNO_AVX512_VARIANT or -DNO_AVX2_VARIANT leaves builds out (tests/test_kernel.py). */
+ * x86-64 with GCC (_kernel_builds.h): for any x86-64 CPU and for those with AVX2 and FMA (_avx2),
+ * 32-byte vectors, and for those with AVX-512 (_avx512), 64-byte vectors, the widest the CPU has chosen
+ * when the module is loaded. -DNO_AVX512_VARIANT or -DNO_AVX2_VARIANT leaves builds out (tests/test_kernel.py). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(NO_AVX2_VARIANT)
 #define HAVE_AVX2_VARIANT 1
 #else
@@ -105,32 +105,12 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #define HAVE_AVX512_VARIANT 0
 #endif
 
-/* _kernel_body.h ends by undefining FN and VECTOR_BYTES; REAL, TY, LOG and REAL_BITS stay for the
- * next copy. */
 #define REAL float
 #define TY(name) name##_f32
 #define LOG logf
 #define REAL_BITS int32_t /* an integer of REAL's size, for exp's bits (see exp in _kernel_body.h) */
 #include "_kernel_types.h"
-#define FN(name) name##_f32
-#define VECTOR_BYTES 32
-#include "_kernel_body.h"
-#if HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FN(name) name##_f32_avx2
-#define VECTOR_BYTES 32
-#include "_kernel_body.h"
-#pragma GCC pop_options
-#endif
-#if HAVE_AVX512_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#define FN(name) name##_f32_avx512
-#define VECTOR_BYTES 64
-#include "_kernel_body.h"
-#pragma GCC pop_options
-#endif
+#include "_kernel_builds.h"
 #undef REAL
 #undef TY
 #undef LOG
@@ -141,25 +121,7 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 #define LOG log
 #define REAL_BITS int64_t
 #include "_kernel_types.h"
-#define FN(name) name##_f64
-#define VECTOR_BYTES 32
-#include "_kernel_body.h"
-#if HAVE_AVX2_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-#define FN(name) name##_f64_avx2
-#define VECTOR_BYTES 32
-#include "_kernel_body.h"
-#pragma GCC pop_options
-#endif
-#if HAVE_AVX512_VARIANT
-#pragma GCC push_options
-#pragma GCC target("avx512f")
-#define FN(name) name##_f64_avx512
-#define VECTOR_BYTES 64
-#include "_kernel_body.h"
-#pragma GCC pop_options
-#endif
+#include "_kernel_builds.h"
 #undef REAL
 #undef TY
 #undef LOG
@@ -168,9 +130,9 @@ static int row_scratch(int threads, size_t a_size, size_t b_size, void **a, void
 static int isa = 0; /* 0 generic, 1 AVX2 + FMA, 2 AVX-512: set when the module is loaded */
 
 #if HAVE_AVX512_VARIANT
-#define DISPATCH(name, suffix) (isa == 2 ? name##suffix##_avx512 : isa == 1 ? name##suffix##_avx2 : name##suffix)
+#define DISPATCH(name, suffix) (isa == 2 ? name##_avx512##suffix : isa == 1 ? name##_avx2##suffix : name##suffix)
 #elif HAVE_AVX2_VARIANT
-#define DISPATCH(name, suffix) (isa >= 1 ? name##suffix##_avx2 : name##suffix)
+#define DISPATCH(name, suffix) (isa >= 1 ? name##_avx2##suffix : name##suffix)
 #else
 #define DISPATCH(name, suffix) (name##suffix)
 #endif
