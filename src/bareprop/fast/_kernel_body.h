@@ -247,15 +247,15 @@ static void FN(relu)(const REAL *z, Py_ssize_t O, TY(Inputs) *next, Py_ssize_t b
 static ALWAYS_INLINE FN(vec) FN(exp)(FN(vec) x)
 {
     const int is_float = sizeof(REAL) == 4, TERMS = is_float ? 7 : 13, MANTISSA = is_float ? 23 : 52;
-    const REAL magic = (REAL)1.5 * (is_float ? 0x1p23 : 0x1p52); /* x + magic rounds x to a whole number */
-    const FN(vec) m = (x * (REAL)1.4426950408889634 + magic); /* (VEC,) n + magic: n in its last bits */
+    const REAL magic = (REAL)1.5 * (is_float ? 0x1p23 : 0x1p52); /* a number plus magic is rounded to a whole one */
+    const FN(vec) m = x * (REAL)1.4426950408889634 + magic;     /* (VEC,) n + magic: n in its last bits */
     const FN(vec) n = m - magic;                                 /* (VEC,) round(x / ln 2) */
     FN(vec) r = x - n * (REAL)0.693359375;                       /* (VEC,) exact: ln 2 to 9 bits */
     r = r - n * (REAL)(0.69314718055994530942L - 0.693359375L);   /* (VEC,) and the rest of ln 2 */
     FN(vec) p = 1 + r * (REAL)(1.0 / TERMS);                     /* (VEC,) 1 + r/TERMS */
     for (int k = TERMS - 1; k >= 1; k--) p = 1 + r * (REAL)(1.0 / k) * p; /* 1 + r/k (1 + r/(k+1) (...)) */
     const FN(bits) two_n = ((FN(bits))m - (FN(bits))((FN(vec)){0} + magic) + (is_float ? 127 : 1023)) << MANTISSA;
-    const FN(bits) tiny = (FN(bits))(x < (REAL)(is_float ? -87 : -708)); /* (VEC,) all ones where 0 */
+    const FN(bits) tiny = (FN(bits))(x < (FN(vec)){0} + (REAL)(is_float ? -87 : -708)); /* (VEC,) all ones where 0 */
     return (FN(vec))((FN(bits))(p * (FN(vec))two_n) & ~tiny);
 }
 
@@ -274,10 +274,10 @@ static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64
     }
     *predicted = best;
     const REAL shifted_t = z[t] - top; /* () the true class's shifted logit */
-    FN(vec) lane, sums = {0};          /* (VEC,) 0, 1, 2, ...; partial sums */
+    FN(vec) lane, classes = (FN(vec)){0} + (REAL)K, sums = {0}; /* (VEC,) 0, 1, 2, ...; K, K, ...; partial sums */
     for (int v = 0; v < VEC; v++) lane[v] = (REAL)v;
     for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) {
-        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < (REAL)K); /* (VEC,) all ones for k < K */
+        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < classes); /* (VEC,) all ones for k < K */
         const FN(vec) e = (FN(vec))((FN(bits))FN(exp)(FN(load)(z + k0) - top) & real); /* (VEC,) exp(shifted) */
         FN(store)(z + k0, e);
         sums += e;
@@ -287,7 +287,7 @@ static REAL FN(softmax_ce)(REAL *z, Py_ssize_t K, Py_ssize_t P, int64_t t, int64
     sum = sums[0]; /* () */
     const REAL scale = 1 / sum;
     for (Py_ssize_t k0 = 0; k0 < P; k0 += VEC) { /* (K,) P = exp(shifted) / sum = exp(log P); the padding 0 */
-        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < (REAL)K); /* even if sum is NaN */
+        const FN(bits) real = (FN(bits))(lane + (REAL)k0 < classes); /* even if sum is NaN */
         FN(store)(z + k0, (FN(vec))((FN(bits))(FN(load)(z + k0) * scale) & real));
     }
     z[t] -= 1; /* (K,) P - Y */
