@@ -67,12 +67,12 @@ def test_the_readmes_step_and_layer_are_the_codes_lines():
 
 def test_the_readmes_fast_path_line_counts_are_the_files():
     """The README's speed section gives the fast paths' size (issue 13 asks for it); it must be the files' now."""
-    readme = " ".join((DOCS.parent / "README.md").read_text().split())  # its lines joined: a sentence may wrap
+    readme = " ".join((ROOT / "README.md").read_text().split())  # its lines joined: a sentence may wrap
     found = re.search(r"The fast paths are ([\d,]+) lines: the MLP kernel's ([\d,]+) \(.*?\), the CNN twin's ([\d,]+) "
                       r"and the (\d+) of `fast/__init__.py`", readme)
     assert found, "the README's speed section no longer gives the fast paths' lines"
     total, mlp, cnn, init = (int(n.replace(",", "")) for n in found.groups())
-    fast = DOCS.parent / "src" / "bareprop" / "fast"
+    fast = ROOT / "src" / "bareprop" / "fast"
 
     def lines(*names):
         return sum(len((fast / name).read_text().splitlines()) for name in names)

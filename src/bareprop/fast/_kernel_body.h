@@ -315,7 +315,7 @@ static void FN(bp_input)(const TY(Inputs) *in, Py_ssize_t b, Py_ssize_t P, const
     }
 }
 
-/* bp_input for a layer with at most 2 vectors of outputs (where WT is kept): g_in = (W[:-1] @ g) where
+/* bp_input for a narrow layer, with rows of one cache line (where WT is kept): g_in = (W[:-1] @ g) where
  * the ReLU let its input through (z > 0), else 0, as the rows of WT = W[:-1].T, (K, P_in), added with the
  * weights g[k] for the K outputs; z, the layer below's output (P_in,), becomes g_in in place. */
 static void FN(bp_input_narrow)(const REAL *WT, Py_ssize_t K, Py_ssize_t P_in, const REAL *g, REAL *z)
@@ -390,12 +390,19 @@ static ALWAYS_INLINE void FN(update_rows)(const REAL *h, Py_ssize_t P_in, const 
         for (int v = 0; v < nv; v++) FN(store)(w + r * P + v * VEC, FN(load)(w + r * P + v * VEC) - lr * acc[r][v]);
 }
 
+/* Column j of a narrow layer l's WT = W[:-1].T from row j of its W. */
+static void FN(wt_column)(TY(Net) *net, int l, Py_ssize_t j)
+{
+    const Py_ssize_t K = net->n[l + 1], P_in = net->p[l], P = net->p[l + 1];
+    for (Py_ssize_t k = 0; k < K; k++) net->WT[l][k * P_in + j] = net->W[l][j * P + k];
+}
+
 /* bp_param_and_update for a narrow layer (with WT): its inputs H are dense, so dW = [H, 1].T @ G is formed
  * 4 rows at a time, each row summed over the batch and subtracted once; WT's columns j_lo..j_hi-1 follow. */
 static void FN(update_narrow)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, int32_t j_lo, int32_t j_hi, int bias)
 {
-    const Py_ssize_t I = net->n[l], K = net->n[l + 1], P_in = net->p[l], P = net->p[l + 1];
-    REAL *W = net->W[l], *G = net->Z[l], *WT = net->WT[l];
+    const Py_ssize_t I = net->n[l], P_in = net->p[l], P = net->p[l + 1];
+    REAL *W = net->W[l], *G = net->Z[l];
     const REAL *H = net->H[l];
     for (Py_ssize_t j = j_lo; j < j_hi;) {
         const int rows = j_hi - j >= 4 ? 4 : 1;
@@ -403,8 +410,7 @@ static void FN(update_narrow)(TY(Net) *net, int l, Py_ssize_t b_count, REAL lr, 
         else if (rows == 4) FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 4, 1);
         else if (P == 2 * VEC) FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 1, 2);
         else FN(update_rows)(H + j, P_in, G, P, b_count, W + j * P, lr, 1, 1);
-        for (int r = 0; r < rows; r++, j++)
-            for (Py_ssize_t k = 0; k < K; k++) WT[k * P_in + j] = W[j * P + k];
+        for (int r = 0; r < rows; r++, j++) FN(wt_column)(net, l, j);
     }
     if (bias) FN(update_bias)(W + I * P, G, b_count, P, lr, 0, P);
 }
@@ -740,8 +746,7 @@ static void FN(copy_weights)(TY(Net) *net, REAL *const *outside, int back)
                 memcpy(outside[l] + i * O, net->W[l] + i * P, O * sizeof(REAL));
             } else {
                 memcpy(net->W[l] + i * P, outside[l] + i * O, O * sizeof(REAL)); /* the padding stays zero */
-                for (Py_ssize_t k = 0; net->WT[l] != NULL && i < rows - 1 && k < O; k++)
-                    net->WT[l][k * net->p[l] + i] = outside[l][i * O + k];
+                if (net->WT[l] != NULL && i < rows - 1) FN(wt_column)(net, l, i);
             }
         }
     }

@@ -86,7 +86,7 @@ class ConvTwin:
         twins = {Reshape: _Image, Conv2d: _Conv, MaxPool2d: _Pool, Flatten: _Rows}
         layers = []
         for layer in net.layers:
-            if type(layer) is MaxPool2d and layers and type(layers[-1]) is ReLU and not isinstance(layers[-1], _Pool):
+            if type(layer) is MaxPool2d and layers and type(layers[-1]) is ReLU:
                 layers[-1] = _Pool(layer, relu=True)  # the ReLU before it, done in the same loop
             else:
                 layers.append(twins[type(layer)](layer) if type(layer) in twins else layer)
